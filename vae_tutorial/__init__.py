@@ -11,6 +11,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from vae_tutorial.config import quick_mode  # noqa: E402
 
 # -- losses, models, training step, evaluation --
+from vae_tutorial.evaluation import (  # noqa: E402
+    active_units,
+    evaluate_elbo,
+    evaluate_iwae,
+    iwae_bound,
+    posterior_mean_variance,
+)
+from vae_tutorial.losses import (  # noqa: E402
+    bernoulli_log_likelihood,
+    gaussian_log_density,
+    kl_divergence,
+    negative_elbo_terms,
+    reparameterize,
+    vae_loss,
+)
+from vae_tutorial.models import VAE, ConvDecoder, ConvEncoder, ConvVAE, Decoder, Encoder  # noqa: E402
+from vae_tutorial.training import train_step  # noqa: E402
+
 # -- data --
 # -- training loop --
 # -- plotting --

@@ -1,0 +1,133 @@
+"""Scoring a trained VAE: the held-out ELBO, the importance-weighted bound, active units.
+
+A deterministic z (the posterior mean) is not the ELBO: every score here samples z.
+Taught in notebook 04_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from vae_tutorial.losses import bernoulli_log_likelihood, gaussian_log_density, kl_divergence
+from vae_tutorial.validation import clear_errors
+
+# Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
+_SAMPLE_BUDGET = 2**23
+
+
+def _log_importance_weights(model, x, mu, log_var, n_samples, seed):
+    """log p(x, z_s) - log q(z_s | x) for ``n_samples`` draws z_s ~ q; shape (n_samples, batch)."""
+    batch = tf.shape(x)[0]
+    shape = tf.concat([[n_samples], tf.shape(mu)], axis=0)
+    eps = tf.random.normal(shape, seed=seed, dtype=mu.dtype)
+    z = mu + tf.exp(0.5 * log_var) * eps
+    x_repeated = tf.reshape(
+        tf.repeat(x[tf.newaxis], n_samples, axis=0),
+        tf.concat([[n_samples * batch], tf.shape(x)[1:]], axis=0),
+    )
+    z_flat = tf.reshape(z, [n_samples * batch, -1])
+    log_px_z = tf.reshape(model.log_likelihood(x_repeated, z_flat), [n_samples, batch])
+    log_pz = gaussian_log_density(z, 0.0, 0.0)
+    log_qz = gaussian_log_density(z, mu, log_var)
+    return log_px_z + log_pz - log_qz
+
+
+def iwae_bound(model, x, k, seed=None):
+    """The importance-weighted lower bound on log p(x) with ``k`` samples, per example.
+
+    log p(x) >= L_k = E[ log (1/k) sum_s p(x, z_s) / q(z_s | x) ],  z_s ~ q(z | x).
+    L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
+    drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
+    ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``.
+    Taught in notebook 04_training_on_mnist.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int (number of importance samples), got {k!r}.")
+    with clear_errors():
+        x = tf.convert_to_tensor(x, tf.float32)
+        mu, log_var = model.encode(x)
+        values_per_sample = max(1, int(np.prod(x.shape)))
+        chunk = max(1, min(k, _SAMPLE_BUDGET // values_per_sample))
+        log_weights = tf.concat(
+            [
+                _log_importance_weights(model, x, mu, log_var, min(chunk, k - start), seed)
+                for start in range(0, k, chunk)
+            ],
+            axis=0,
+        )
+        return tf.reduce_logsumexp(log_weights, axis=0) - math.log(k)
+
+
+def _as_model_batch(model, x):
+    return tf.reshape(tf.cast(x, model.compute_dtype), [-1, *model.event_shape])
+
+
+@tf.function
+def _elbo_sums(model, batches):
+    """Sums over a dataset of per-image ELBO, log p(x|z) and KL, and the image count."""
+    totals = tf.zeros([4])
+    for x in batches:
+        x = _as_model_batch(model, x)
+        logits, mu, log_var = model(x)
+        log_px_z = bernoulli_log_likelihood(x, logits)
+        kl = kl_divergence(mu, log_var)
+        count = tf.cast(tf.shape(x)[0], tf.float32)
+        totals += tf.stack(
+            [tf.reduce_sum(log_px_z - kl), tf.reduce_sum(log_px_z), tf.reduce_sum(kl), count]
+        )
+    return totals
+
+
+def evaluate_elbo(model, batches) -> dict[str, float]:
+    """Average ELBO over a dataset of batches, in nats per image (negative; higher is better).
+
+    Returns ``{"elbo", "log_likelihood", "kl", "images"}``. One z is sampled per image, as
+    in training, and the whole pass runs inside one ``tf.function``.
+    Taught in notebook 04_training_on_mnist.
+    """
+    with clear_errors():
+        elbo, log_px_z, kl, count = _elbo_sums(model, batches).numpy().tolist()
+    if count == 0:
+        raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
+    return {"elbo": elbo / count, "log_likelihood": log_px_z / count, "kl": kl / count,
+            "images": int(count)}
+
+
+def evaluate_iwae(model, batches, k, seed=None) -> float:
+    """Average importance-weighted bound L_k over a dataset, in nats per image.
+
+    With large k (1,000-5,000) this is the standard estimate of the test log-likelihood.
+    Taught in notebook 04_training_on_mnist.
+    """
+    total, count = 0.0, 0
+    for x in batches:
+        x = _as_model_batch(model, x)
+        total += float(tf.reduce_sum(iwae_bound(model, x, k, seed=seed)))
+        count += int(x.shape[0])
+    if count == 0:
+        raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
+    return total / count
+
+
+def posterior_mean_variance(model, batches) -> np.ndarray:
+    """Per latent dimension, the variance across the data of the posterior mean E_q[z | x].
+
+    A dimension whose posterior mean does not move with x carries no information about x:
+    it has collapsed to the prior. Taught in notebook 05_latent_space.
+    """
+    means = [model.encode(_as_model_batch(model, x))[0].numpy() for x in batches]
+    if not means:
+        raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
+    return np.concatenate(means).var(axis=0)
+
+
+def active_units(model, batches, threshold=0.01) -> int:
+    """How many latent dimensions are active: Cov_x(E_q[z | x]) > ``threshold``.
+
+    The posterior-collapse diagnostic of Burda et al. (2015), who use threshold 0.01.
+    Taught in notebook 05_latent_space.
+    """
+    return int((posterior_mean_variance(model, batches) > threshold).sum())

@@ -1,0 +1,102 @@
+"""The pieces of the VAE objective: sampling, KL divergence, likelihood and the loss.
+
+All per-example quantities are in nats and have shape ``(batch,)``; the loss averages them
+over the batch. Taught in notebooks 01_reparameterization_trick and 02_the_elbo_loss.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from vae_tutorial.validation import check_finite_number, check_pixels, check_same_shape
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def reparameterize(mu, log_var, seed=None):
+    """Draw z ~ N(mu, diag(exp(log_var))) as ``mu + exp(log_var / 2) * eps``, eps ~ N(0, I).
+
+    The noise is drawn outside the parameters, so gradients flow to ``mu`` and ``log_var``.
+    ``seed`` may be a ``keras.random.SeedGenerator`` (checkpointable) or an int; with None
+    the global TensorFlow seed applies. Taught in notebook 01_reparameterization_trick.
+    """
+    mu = tf.convert_to_tensor(mu)
+    log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
+    if seed is None:
+        eps = tf.random.normal(tf.shape(mu), dtype=mu.dtype)
+    else:
+        eps = keras.random.normal(tf.shape(mu), dtype=mu.dtype, seed=seed)
+    return mu + tf.exp(0.5 * log_var) * eps
+
+
+def kl_divergence(mu, log_var):
+    """Closed-form KL(N(mu, diag(exp(log_var))) || N(0, I)) per example, shape ``(batch,)``.
+
+    KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j).
+    Taught in notebook 02_the_elbo_loss.
+    """
+    mu = tf.convert_to_tensor(mu)
+    log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
+    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=-1)
+
+
+def _sum_over_event(values):
+    """Sum over every axis but the first (the batch axis)."""
+    return tf.reduce_sum(values, axis=list(range(1, values.shape.rank)))
+
+
+def bernoulli_log_likelihood(x, logits):
+    """log p(x | z) for independent Bernoulli pixels with the given logits, shape ``(batch,)``.
+
+    Per pixel: x * logits - softplus(logits), computed by TensorFlow's stable
+    ``sigmoid_cross_entropy_with_logits``, so it stays finite for any logit (no log(0)).
+    ``x`` must be in [0, 1]; for grey levels this is the continuous cross-entropy, not a
+    proper likelihood. Taught in notebook 02_the_elbo_loss.
+    """
+    logits = tf.convert_to_tensor(logits)
+    x = tf.cast(x, logits.dtype)
+    check_same_shape(x, logits)
+    check_pixels(x)
+    return -_sum_over_event(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
+
+
+def gaussian_log_density(z, mu, log_var):
+    """log N(z; mu, diag(exp(log_var))) summed over the last axis.
+
+    Used for log p(z) (mu = 0, log_var = 0) and log q(z | x) in the importance-weighted
+    bound. Taught in notebook 04_training_on_mnist.
+    """
+    z = tf.convert_to_tensor(z)
+    mu = tf.cast(mu, z.dtype)
+    log_var = tf.cast(log_var, z.dtype)
+    return -0.5 * tf.reduce_sum(LOG_2PI + log_var + tf.square(z - mu) * tf.exp(-log_var), axis=-1)
+
+
+def negative_elbo_terms(x, logits, mu, log_var, beta=1.0):
+    """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
+
+    Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
+    Taught in notebook 02_the_elbo_loss.
+    """
+    reconstruction = -tf.reduce_mean(bernoulli_log_likelihood(x, logits))
+    dtype = reconstruction.dtype
+    kl = tf.reduce_mean(kl_divergence(tf.cast(mu, dtype), tf.cast(log_var, dtype)))
+    beta = tf.cast(beta, kl.dtype)
+    return reconstruction + beta * kl, reconstruction, kl
+
+
+def vae_loss(x, logits, mu, log_var, beta=1.0):
+    """The negative ELBO in nats per image: sum over pixels, mean over the batch.
+
+    ``vae_loss(x, *vae(x))`` = mean_i [ -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)) ].
+    Sanity check: an untrained model outputs logits near 0, so every pixel costs log 2 and
+    the loss starts near 784 * log 2 = 543 nats on MNIST. Summing over pixels matters: a
+    mean over pixels would silently weight the KL term 784 times too much (beta = 784).
+    Taught in notebook 02_the_elbo_loss.
+    """
+    if isinstance(beta, (int, float)):
+        check_finite_number(beta, "beta")
+    return negative_elbo_terms(x, logits, mu, log_var, beta)[0]

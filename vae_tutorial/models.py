@@ -1,0 +1,206 @@
+"""Encoder, decoder and VAE models: the seed's MLP and a convolutional pair.
+
+Every encoder maps a batch to ``(mu, log_var)`` of the approximate posterior q(z | x);
+every decoder maps latent codes to Bernoulli *logits* (not probabilities: the loss works
+from logits, which stays finite). Taught in notebooks 03_gradienttape_training_step and
+04_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+from vae_tutorial.losses import bernoulli_log_likelihood, reparameterize
+from vae_tutorial.validation import check_batch_shape
+
+IMAGE_SHAPE = (28, 28, 1)
+
+
+def _hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
+    sizes = [intermediate_dim] if isinstance(intermediate_dim, int) else list(intermediate_dim)
+    if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(
+            f"intermediate_dim must be a positive int or a list of them, got {intermediate_dim!r}."
+        )
+    return sizes
+
+
+def _check_latent_dim(latent_dim: int) -> int:
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
+    return latent_dim
+
+
+class Encoder(keras.Model):
+    """MLP encoder: x -> hidden ReLU layer(s) -> (mu, log_var).
+
+    ``intermediate_dim`` is one width (the seed's 128) or a list, e.g. ``[512, 512]``.
+    """
+
+    def __init__(self, latent_dim, intermediate_dim=128, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_layers = [
+            layers.Dense(size, activation="relu") for size in _hidden_sizes(intermediate_dim)
+        ]
+        self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
+        self.log_var = layers.Dense(latent_dim, name="log_var")
+
+    def call(self, x):
+        for layer in self.hidden_layers:
+            x = layer(x)
+        return self.mu(x), self.log_var(x)
+
+
+class Decoder(keras.Model):
+    """MLP decoder: z -> hidden ReLU layer(s) -> ``output_dim`` Bernoulli logits."""
+
+    def __init__(self, latent_dim, intermediate_dim=128, output_dim=784, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden_layers = [
+            layers.Dense(size, activation="relu")
+            for size in reversed(_hidden_sizes(intermediate_dim))
+        ]
+        self.output_layer = layers.Dense(output_dim, name="logits")
+
+    def call(self, z):
+        for layer in self.hidden_layers:
+            z = layer(z)
+        return self.output_layer(z)
+
+
+class ConvEncoder(keras.Model):
+    """Convolutional encoder for 28x28x1 images: two stride-2 convolutions -> (mu, log_var)."""
+
+    def __init__(self, latent_dim, filters=(32, 64), **kwargs):
+        super().__init__(**kwargs)
+        self.convolutions = [
+            layers.Conv2D(f, 3, strides=2, padding="same", activation="relu") for f in filters
+        ]
+        self.flatten = layers.Flatten()
+        self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
+        self.log_var = layers.Dense(latent_dim, name="log_var")
+
+    def call(self, x):
+        for conv in self.convolutions:
+            x = conv(x)
+        x = self.flatten(x)
+        return self.mu(x), self.log_var(x)
+
+
+class ConvDecoder(keras.Model):
+    """Convolutional decoder: z -> 7x7 feature map -> two stride-2 transposed convolutions
+    -> 28x28x1 Bernoulli logits."""
+
+    def __init__(self, latent_dim, filters=(64, 32), **kwargs):
+        super().__init__(**kwargs)
+        self.project = layers.Dense(7 * 7 * filters[0], activation="relu")
+        self.reshape = layers.Reshape((7, 7, filters[0]))
+        self.upsamplings = [
+            layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")
+            for f in filters
+        ]
+        self.output_layer = layers.Conv2DTranspose(1, 3, padding="same", name="logits")
+
+    def call(self, z):
+        x = self.reshape(self.project(z))
+        for upsample in self.upsamplings:
+            x = upsample(x)
+        return self.output_layer(x)
+
+
+class _VariationalAutoencoder(keras.Model):
+    """What every VAE here shares: sampling, encode/decode helpers and the input check."""
+
+    event_shape: tuple[int, ...]
+    encoder: keras.Model
+    decoder: keras.Model
+
+    def __init__(self, latent_dim, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.latent_dim = _check_latent_dim(latent_dim)
+        self.seed = seed
+        # A Keras seed generator is a variable: checkpoints save and restore its state.
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _as_batch(self, x):
+        x = tf.convert_to_tensor(x)
+        check_batch_shape(x, self.event_shape, type(self).__name__)
+        return tf.cast(x, self.compute_dtype)
+
+    def __call__(self, x, *args, **kwargs):
+        return super().__call__(self._as_batch(x), *args, **kwargs)
+
+    def call(self, x):
+        """Return ``(logits, mu, log_var)`` for a batch, with z drawn by reparameterization."""
+        mu, log_var = self.encoder(x)
+        z = reparameterize(mu, log_var, seed=self.seed_generator)
+        return self.decoder(z), mu, log_var
+
+    def encode(self, x):
+        """The posterior's ``(mu, log_var)`` for a batch of images."""
+        return self.encoder(self._as_batch(x))
+
+    def decode(self, z):
+        """Bernoulli logits for latent codes ``z`` of shape ``(n, latent_dim)``."""
+        return self.decoder(tf.convert_to_tensor(z, dtype=self.compute_dtype))
+
+    def reconstruct(self, x):
+        """Pixel probabilities decoded from the posterior mean of each image."""
+        mu, _ = self.encode(x)
+        return tf.sigmoid(self.decode(mu))
+
+    def sample(self, n):
+        """Pixel probabilities of ``n`` images decoded from z ~ N(0, I)."""
+        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        return tf.sigmoid(self.decode(z))
+
+    def log_likelihood(self, x, z):
+        """log p(x | z) per example: the decoder's Bernoulli log-likelihood."""
+        return bernoulli_log_likelihood(x, self.decode(z))
+
+
+@keras.saving.register_keras_serializable(package="vae_tutorial")
+class VAE(_VariationalAutoencoder):
+    """The seed's MLP VAE: ``VAE(latent_dim=2, intermediate_dim=128, input_dim=784)``.
+
+    Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
+    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_gradienttape_training_step.
+    """
+
+    def __init__(self, latent_dim=2, intermediate_dim=128, input_dim=784, seed=None, **kwargs):
+        super().__init__(latent_dim, seed=seed, **kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.input_dim = input_dim
+        self.event_shape = (input_dim,)
+        self.encoder = Encoder(latent_dim, intermediate_dim)
+        self.decoder = Decoder(latent_dim, intermediate_dim, input_dim)
+
+    def get_config(self):
+        return {
+            "latent_dim": self.latent_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "input_dim": self.input_dim,
+            "seed": self.seed,
+            "name": self.name,
+        }
+
+
+@keras.saving.register_keras_serializable(package="vae_tutorial")
+class ConvVAE(_VariationalAutoencoder):
+    """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
+
+    Taught in notebook 04_training_on_mnist.
+    """
+
+    def __init__(self, latent_dim=2, seed=None, **kwargs):
+        super().__init__(latent_dim, seed=seed, **kwargs)
+        self.event_shape = IMAGE_SHAPE
+        self.encoder = ConvEncoder(latent_dim)
+        self.decoder = ConvDecoder(latent_dim)
+
+    def get_config(self):
+        return {"latent_dim": self.latent_dim, "seed": self.seed, "name": self.name}
