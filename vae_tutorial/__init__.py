@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from vae_tutorial.config import quick_mode  # noqa: E402
+from vae_tutorial.resources import peak_memory_mb, run_summary  # noqa: E402
 
 # -- losses, models, training step, evaluation --
 from vae_tutorial.evaluation import (  # noqa: E402
