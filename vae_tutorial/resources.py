@@ -5,7 +5,6 @@ Taught in notebook 00_index (every notebook prints them in its last cell).
 
 from __future__ import annotations
 
-import resource
 import sys
 import time
 
@@ -14,6 +13,12 @@ _STARTED = time.perf_counter()
 
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far, in MB (ru_maxrss)."""
+    try:
+        import resource
+    except ImportError:  # Windows: psutil comes with Jupyter's kernel
+        import psutil
+
+        return psutil.Process().memory_info().peak_wset / 2**20
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs kB
 
