@@ -92,8 +92,12 @@ def evaluate_elbo(model, batches) -> dict[str, float]:
         elbo, log_px_z, kl, count = _elbo_sums(model, batches).numpy().tolist()
     if count == 0:
         raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
-    return {"elbo": elbo / count, "log_likelihood": log_px_z / count, "kl": kl / count,
-            "images": int(count)}
+    return {
+        "elbo": elbo / count,
+        "log_likelihood": log_px_z / count,
+        "kl": kl / count,
+        "images": int(count),
+    }
 
 
 def evaluate_iwae(model, batches, k, seed=None) -> float:
