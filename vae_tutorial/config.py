@@ -25,7 +25,7 @@ def _flag(name: str) -> bool:
 
 
 def quick_mode() -> bool:
-    """True when ``VAE_TUTORIAL_QUICK`` is set to 1 (true/yes/on)."""
+    """True when ``VAE_TUTORIAL_QUICK`` is set to 1 (true/yes/on). Taught in notebook 00_index."""
     return _flag(QUICK_ENV)
 
 

@@ -12,7 +12,7 @@ _STARTED = time.perf_counter()
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss)."""
+    """Peak resident memory of this process so far, in MB. Taught in notebook 00_index."""
     try:
         import resource
     except ImportError:  # Windows: psutil comes with Jupyter's kernel
@@ -24,7 +24,10 @@ def peak_memory_mb() -> float:
 
 
 def run_summary() -> str:
-    """One line: seconds since ``vae_tutorial`` was imported and the peak memory so far."""
+    """One line: seconds since ``vae_tutorial`` was imported and the peak memory so far.
+
+    Every notebook prints it last. Taught in notebook 00_index.
+    """
     return (
         f"Run time: {time.perf_counter() - _STARTED:.0f} s since import; "
         f"peak memory: {peak_memory_mb():.0f} MB"
