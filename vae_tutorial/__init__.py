@@ -31,6 +31,16 @@ from vae_tutorial.models import VAE, ConvDecoder, ConvEncoder, ConvVAE, Decoder,
 from vae_tutorial.training import train_step  # noqa: E402
 
 # -- data --
+from vae_tutorial.data import (  # noqa: E402
+    BINARIZE_MODES,
+    DataError,
+    ImageData,
+    binarize_images,
+    load_dataset,
+    make_batches,
+    num_batches,
+    read_idx,
+)
 # -- training loop --
 # -- plotting --
 
