@@ -47,6 +47,8 @@ BINARIZE_MODES = ("none", "static", "dynamic")
 IMAGE_SHAPE = (28, 28)
 _ALIGN = 64  # bytes; see _aligned_empty
 _MAX_IDX_BYTES = 2**32  # a header promising more than this is corrupt
+_STATIC_CHUNK = 4096  # images per chunk of the static draw (16 MB of float32 noise)
+_STATIC_STREAM = 0x5747  # keeps the static draw apart from other uses of the same seed
 
 _IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -585,45 +587,44 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
 
 
-def _binarize_batch(images, indices, binarize: str, seed: int, epoch: int) -> tf.Tensor:
-    """uint8 (B, 28, 28) + int64 indices (B,) -> float32 (B, 28, 28); graph-friendly."""
+def _static_draw(images: np.ndarray, seed: int) -> np.ndarray:
+    """One fixed Bernoulli(intensity) draw per pixel, as uint8 0/1, fixed by ``seed`` alone.
+
+    Made in chunks with numpy, so the only full-size copy is this uint8 one.
+    """
+    rng = np.random.default_rng([seed, _STATIC_STREAM])
+    draw = np.empty(images.shape, np.uint8)
+    for start in range(0, len(images), _STATIC_CHUNK):
+        chunk = images[start : start + _STATIC_CHUNK]
+        draw[start : start + len(chunk)] = rng.random(chunk.shape, np.float32) * 255 < chunk
+    return draw
+
+
+def _to_float(images, binarize: str, seed: int, epoch: int, batch_number) -> tf.Tensor:
+    """A uint8 batch (already 0/1 for "static") -> float32 values for the likelihood."""
+    if binarize == "static":
+        return tf.cast(images, tf.float32)
     probs = tf.cast(images, tf.float32) / 255.0
     if binarize == "none":
         return probs
-    indices = tf.cast(indices, tf.int64)
-    if binarize == "static":
-        # One fixed draw per image: seed (seed, index), whatever the epoch.
-        second = indices
-    else:
-        # A fresh draw per (seed, epoch, index): index in the low 32 bits, epoch + 1 above it
-        # (so epoch 0 differs from the static draw). Collision-free for index < 2**32.
-        second = tf.constant((epoch + 1) << 32, tf.int64) + indices
-    seeds = tf.stack([tf.fill(tf.shape(indices), tf.constant(seed, tf.int64)), second], axis=1)
-    # Stateless ops take one seed per call, hence a loop over the images of the batch.
-    uniform = tf.map_fn(
-        lambda s: tf.random.stateless_uniform(IMAGE_SHAPE, seed=s, dtype=tf.float32),
-        seeds,
-        fn_output_signature=tf.TensorSpec(IMAGE_SHAPE, tf.float32),
-        parallel_iterations=64,
+    # A fresh draw per (seed, epoch, batch): one vectorized stateless call per batch.
+    counter = tf.constant(epoch << 32, tf.int64) + tf.cast(batch_number, tf.int64)
+    uniform = tf.random.stateless_uniform(
+        tf.shape(probs), seed=tf.stack([tf.constant(seed, tf.int64), counter])
     )
     return tf.cast(uniform < probs, tf.float32)
 
 
-def binarize_images(
-    images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0, indices=None
-) -> tf.Tensor:
+def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0):
     """Turn uint8 images (N, 28, 28) into float32 values for a Bernoulli likelihood.
 
     - "none": grey levels ``images / 255`` in [0, 1]. A Bernoulli likelihood on grey levels is
       not a proper likelihood (it is the continuous cross-entropy): fine for training, but its
       nats are not comparable with published numbers.
-    - "static": one fixed Bernoulli(intensity) draw per image, from (seed, image index): the
-      same every epoch ("statically binarized MNIST").
-    - "dynamic": a fresh Bernoulli(intensity) draw from (seed, epoch, image index) every time
-      an image is used: the literature's protocol (Burda et al. 2015).
-
-    ``indices`` are the images' positions in their dataset (default ``0..N-1``), so that an
-    image gets the same draw here as in :func:`make_batches`.
+    - "static": one fixed Bernoulli(intensity) draw per image, fixed by ``seed``: the same
+      every epoch ("statically binarized MNIST").
+    - "dynamic": a fresh Bernoulli(intensity) draw every time an image is used, fixed by
+      (seed, epoch): the literature's protocol (Burda et al. 2015).
 
     Taught in notebook 02_the_elbo_loss.
     """
@@ -631,15 +632,9 @@ def binarize_images(
     binarize = _check_binarize(binarize)
     seed = _check_int("seed", seed, 0, 2**63 - 1)
     epoch = _check_int("epoch", epoch, 0, 2**30)
-    if indices is None:
-        indices = np.arange(len(images), dtype=np.int64)
-    indices = np.asarray(indices)
-    if indices.shape != (len(images),) or not np.issubdtype(indices.dtype, np.integer):
-        raise ValueError(
-            f"indices must be {len(images)} integers, one per image, got shape {indices.shape} "
-            f"and dtype {indices.dtype}."
-        )
-    return _binarize_batch(images, indices.astype(np.int64), binarize, seed, epoch)
+    if binarize == "static":
+        images = _static_draw(images, seed)
+    return _to_float(images, binarize, seed, epoch, 0)
 
 
 def num_batches(n_images: int, batch_size: int, drop_remainder: bool = False) -> int:
@@ -685,15 +680,17 @@ def make_batches(
     # elements are image indices in this epoch's order (a full permutation, the same as a
     # shuffle buffer as large as the dataset, but holding 8 bytes per image instead of a copy
     # of the images); each batch of indices is then gathered, cast and binarized in one map.
+    if binarize == "static":
+        images = _aligned(_static_draw(images, seed))
     images_t = _as_tensor(images)
     if shuffle:
         order = _epoch_order(len(images), seed, epoch)
     else:
         order = np.arange(len(images), dtype=np.int64)
     ds = tf.data.Dataset.from_tensor_slices(order)
-    ds = ds.batch(batch_size, drop_remainder=bool(drop_remainder))
+    ds = ds.batch(batch_size, drop_remainder=bool(drop_remainder)).enumerate()
     ds = ds.map(
-        lambda idx: _binarize_batch(tf.gather(images_t, idx), idx, binarize, seed, epoch),
+        lambda number, idx: _to_float(tf.gather(images_t, idx), binarize, seed, epoch, number),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
