@@ -1,0 +1,123 @@
+"""A learner's path, in a real browser: open a notebook in JupyterLab and run every cell.
+
+Clears the stored outputs, runs "Run > Restart Kernel and Run All Cells…" from the menu bar,
+waits for the kernel to go idle with every code cell numbered 1..n in order, and checks that
+no cell printed a traceback and that figures were drawn. A screenshot of the executed notebook
+is kept in the test's tmp dir. Run with `make browser-test` (pytest -m browser tests/browser).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = ["00_index.ipynb", "01_reparameterization_trick.ipynb"]
+RUN_TIMEOUT_S = float(os.environ.get("VAE_TUTORIAL_BROWSER_TIMEOUT", "600"))
+
+PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+TRACEBACK = re.compile(
+    r"Traceback \(most recent call last\)|^Cell In\[\d+\], line \d+", re.MULTILINE
+)
+
+# The notebook's state as a learner sees it: kernel status, each code cell's prompt ("[ ]:"
+# before, "[*]:" while running, "[7]:" after) and the text of every stderr output.
+STATE_JS = f"""() => ({{
+  status: document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator')?.dataset.status,
+  prompts: [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')]
+           .map(e => e.textContent.trim()),
+  stderr: [...document.querySelectorAll(
+             '{PANEL} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+          .map(e => e.innerText),
+}})"""
+
+
+def _code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _has_figure(nb: dict) -> bool:
+    return any(
+        "image/png" in o.get("data", {}) for c in _code_cells(nb) for o in c.get("outputs", [])
+    )
+
+
+def _menu(page, menubar: str, command: str) -> None:
+    """Click a menu bar item, then the entry bound to a JupyterLab command."""
+    page.locator(".lm-MenuBar-item", has_text=menubar).first.click()
+    page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
+
+
+def _wait_until_finished(page, n_code: int) -> dict:
+    """Poll until the kernel is idle, no cell is queued and every cell ran or one raised."""
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    settled = 0
+    while True:
+        state = page.evaluate(STATE_JS)
+        prompts = state["prompts"]
+        finished = state["status"] == "idle" and "[*]:" not in prompts
+        numbered = len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
+        raised = any(TRACEBACK.search(t) for t in state["stderr"])
+        settled = settled + 1 if finished and (numbered or raised) else 0
+        if settled >= 2:  # the same answer twice, one second apart
+            return state
+        if time.monotonic() > deadline:
+            pytest.fail(f"notebook still running after {RUN_TIMEOUT_S:.0f}s: {state}")
+        page.wait_for_timeout(1000)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
+    path = ROOT / "notebooks" / name
+    if not path.exists():
+        pytest.skip(f"notebooks/{name} does not exist yet")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    n_code = len(_code_cells(nb))
+
+    page.goto(lab.page_url(f"lab/tree/notebooks/{name}"))
+    page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell", timeout=120_000)
+    page.wait_for_selector(
+        f'{PANEL} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000
+    )
+
+    # Wipe the committed outputs first, so everything checked below was made in this run.
+    _menu(page, "Edit", "editmenu:clear-all")
+    page.wait_for_function(
+        f"""() => document.querySelectorAll('{PANEL} .jp-OutputArea-output').length === 0
+               && [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')]
+                  .every(e => !/\\d/.test(e.textContent))"""
+    )
+    _menu(page, "Run", "runmenu:restart-and-run-all")
+    page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart" in the confirmation dialog
+
+    try:
+        state = _wait_until_finished(page, n_code)
+    finally:
+        page.screenshot(path=tmp_path / f"{path.stem}-end.png")
+        print(f"screenshots in {tmp_path}")
+
+    tracebacks = [t for t in state["stderr"] if TRACEBACK.search(t)]
+    assert not tracebacks, f"{name} raised in the browser:\n" + "\n\n".join(tracebacks)
+    counts = [int(p.strip("[]:")) if re.fullmatch(r"\[\d+\]:", p) else p for p in state["prompts"]]
+    assert counts == list(range(1, n_code + 1)), (
+        f"{name}: prompts {counts} after Restart and Run All; a cell failed or was skipped"
+    )
+
+    outputs = page.locator(f"{PANEL} .jp-OutputArea-output")
+    images = page.locator(f"{PANEL} .jp-OutputArea-output img")
+    if _has_figure(nb):
+        assert images.count() > 0, f"{name}: the committed notebook has figures, none rendered"
+        images.last.scroll_into_view_if_needed()
+        page.screenshot(path=tmp_path / f"{path.stem}-figure.png")
+    assert outputs.count() > 0, f"{name}: no output at all after running every cell"
+
+    after = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert after == before, f"{name} was modified on disk by the browser session (autosave?)"
