@@ -38,6 +38,20 @@ STATE_JS = f"""() => ({{
 }})"""
 
 
+READY_JS = f"""(n) => {{
+  const kernel = document.querySelector('{PANEL} .jp-Toolbar-kernelName');
+  const ind = document.querySelector('{PANEL} .jp-Notebook-ExecutionIndicator');
+  return document.querySelectorAll('{PANEL} .jp-CodeCell').length === n
+         && kernel !== null && !/No Kernel/.test(kernel.innerText)
+         && ind !== null && ind.dataset.status === 'idle';
+}}"""
+CLEARED_JS = f"""(n) => {{
+  const prompts = [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')];
+  return prompts.length === n && prompts.every(e => !/\\d/.test(e.textContent))
+         && document.querySelectorAll('{PANEL} .jp-OutputArea-output').length === 0;
+}}"""
+
+
 def _code_cells(nb: dict) -> list[dict]:
     return [c for c in nb["cells"] if c["cell_type"] == "code"]
 
@@ -54,7 +68,16 @@ def _menu(page, menubar: str, command: str) -> None:
     page.locator(f'.lm-Menu-item[data-command="{command}"]').click()
 
 
-def _wait_until_finished(page, n_code: int) -> dict:
+def _counts(prompts: list[str], runnable: list[int]) -> list:
+    """Execution counts of the non-empty code cells (JupyterLab never sends empty ones)."""
+    out = []
+    for i in runnable:
+        p = prompts[i] if i < len(prompts) else "missing"
+        out.append(int(p[1:-2]) if re.fullmatch(r"\[\d+\]:", p) else p)
+    return out
+
+
+def _wait_until_finished(page, runnable: list[int]) -> dict:
     """Poll until the kernel is idle, no cell is queued and every cell ran or one raised."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     settled = 0
@@ -62,7 +85,7 @@ def _wait_until_finished(page, n_code: int) -> dict:
         state = page.evaluate(STATE_JS)
         prompts = state["prompts"]
         finished = state["status"] == "idle" and "[*]:" not in prompts
-        numbered = len(prompts) == n_code and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts)
+        numbered = all(isinstance(c, int) for c in _counts(prompts, runnable))
         raised = any(TRACEBACK.search(t) for t in state["stderr"])
         settled = settled + 1 if finished and (numbered or raised) else 0
         if settled >= 2:  # the same answer twice, one second apart
@@ -82,35 +105,34 @@ def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
         pytest.skip(f"notebooks/{name} does not exist yet")
     before = hashlib.sha256(path.read_bytes()).hexdigest()
     nb = json.loads(path.read_text(encoding="utf-8"))
-    n_code = len(_code_cells(nb))
+    code = _code_cells(nb)
+    n_code = len(code)
+    runnable = [i for i, c in enumerate(code) if "".join(c["source"]).strip()]
 
     page.goto(lab.page_url(f"lab/tree/notebooks/{name}"))
-    page.wait_for_selector(f"{PANEL} .jp-Notebook .jp-Cell", timeout=120_000)
-    page.wait_for_selector(
-        f'{PANEL} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000
-    )
+    # Wait for the whole notebook and its kernel: the first cells render, with "No Kernel" and
+    # an idle indicator, before the rest of the file has loaded.
+    page.wait_for_function(READY_JS, arg=n_code, timeout=180_000, polling=500)
 
     # Wipe the committed outputs first, so everything checked below was made in this run.
     _menu(page, "Edit", "editmenu:clear-all")
-    page.wait_for_function(
-        f"""() => document.querySelectorAll('{PANEL} .jp-OutputArea-output').length === 0
-               && [...document.querySelectorAll('{PANEL} .jp-CodeCell .jp-InputPrompt')]
-                  .every(e => !/\\d/.test(e.textContent))"""
-    )
+    page.wait_for_function(CLEARED_JS, arg=n_code, timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert page.evaluate(CLEARED_JS, n_code), f"{name}: outputs came back after Clear All Outputs"
     _menu(page, "Run", "runmenu:restart-and-run-all")
     page.locator(".jp-Dialog .jp-mod-accept").click()  # "Restart" in the confirmation dialog
 
     try:
-        state = _wait_until_finished(page, n_code)
+        state = _wait_until_finished(page, runnable)
     finally:
         page.screenshot(path=tmp_path / f"{path.stem}-end.png")
         print(f"screenshots in {tmp_path}")
 
     tracebacks = [t for t in state["stderr"] if TRACEBACK.search(t)]
     assert not tracebacks, f"{name} raised in the browser:\n" + "\n\n".join(tracebacks)
-    counts = [int(p.strip("[]:")) if re.fullmatch(r"\[\d+\]:", p) else p for p in state["prompts"]]
-    assert counts == list(range(1, n_code + 1)), (
-        f"{name}: prompts {counts} after Restart and Run All; a cell failed or was skipped"
+    counts = _counts(state["prompts"], runnable)
+    assert counts == list(range(1, len(runnable) + 1)), (
+        f"{name}: execution counts {counts} after Restart and Run All; a cell failed or was skipped"
     )
 
     outputs = page.locator(f"{PANEL} .jp-OutputArea-output")
