@@ -125,3 +125,18 @@ def test_one_optimizer_for_two_models_is_refused():
     train_step(VAE(2, 16), optimizer, binary_images(4))
     with pytest.raises(ValueError, match="one optimizer per model"):
         train_step(VAE(2, 16), optimizer, binary_images(4))
+
+
+def test_a_rejected_batch_leaves_the_model_untouched():
+    x = binary_images(8)
+    model, optimizer = VAE(2, 16), keras.optimizers.Adam()
+    train_step(model, optimizer, x)
+    weights = [w.numpy() for w in model.weights]
+    steps = int(optimizer.iterations)
+    for bad in (x * 255, np.full_like(x, np.nan)):
+        with pytest.raises(ValueError):
+            train_step(model, optimizer, bad)
+    assert int(optimizer.iterations) == steps
+    for before, after in zip(weights, model.weights, strict=True):
+        np.testing.assert_array_equal(before, after.numpy())
+    assert np.isfinite(float(train_step(model, optimizer, x)))

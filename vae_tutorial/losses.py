@@ -59,7 +59,7 @@ def bernoulli_log_likelihood(x, logits):
     logits = tf.convert_to_tensor(logits)
     x = tf.cast(x, logits.dtype)
     check_same_shape(x, logits)
-    check_pixels(x)
+    x = check_pixels(x)
     return -_sum_over_event(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
 
 

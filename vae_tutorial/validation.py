@@ -27,18 +27,29 @@ NON_FINITE_MESSAGE = (
 _IN_GRAPH_MESSAGES = (PIXEL_RANGE_MESSAGE, NON_FINITE_MESSAGE)
 
 
-def _check(condition: tf.Tensor, message: str) -> None:
+def _check(condition: tf.Tensor, message: str):
+    """Raise now when eager; in a graph, return the assertion op."""
+    if not tf.executing_eagerly():
+        return tf.debugging.Assert(condition, [message])
+    if not bool(condition):
+        raise ValueError(message)
+    return None
+
+
+def check_pixels(x: tf.Tensor) -> tf.Tensor:
+    """Require every value of ``x`` to be finite and in [0, 1]; return ``x``.
+
+    In a graph, use the returned tensor: it depends on the checks, so nothing computed from
+    it (a forward pass, a gradient, a variable update) can run on a bad batch.
+    """
+    checks = [
+        _check(tf.reduce_all(tf.math.is_finite(x)), NON_FINITE_MESSAGE),
+        _check(tf.reduce_all((x >= 0.0) & (x <= 1.0)), PIXEL_RANGE_MESSAGE),
+    ]
     if tf.executing_eagerly():
-        if not bool(condition):
-            raise ValueError(message)
-    else:
-        tf.debugging.Assert(condition, [message])
-
-
-def check_pixels(x: tf.Tensor) -> None:
-    """Require every value of ``x`` to be finite and in [0, 1]."""
-    _check(tf.reduce_all(tf.math.is_finite(x)), NON_FINITE_MESSAGE)
-    _check(tf.reduce_all((x >= 0.0) & (x <= 1.0)), PIXEL_RANGE_MESSAGE)
+        return x
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
 
 
 def check_same_shape(x: tf.Tensor, logits: tf.Tensor) -> None:
