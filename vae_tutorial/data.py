@@ -621,8 +621,8 @@ def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: 
     - "none": grey levels ``images / 255`` in [0, 1]. A Bernoulli likelihood on grey levels is
       not a proper likelihood (it is the continuous cross-entropy): fine for training, but its
       nats are not comparable with published numbers.
-    - "static": one fixed Bernoulli(intensity) draw per image, fixed by ``seed``: the same
-      every epoch ("statically binarized MNIST").
+    - "static": one fixed Bernoulli(intensity) draw per image, fixed by ``seed`` and the
+      image's position in ``images``: the same every epoch ("statically binarized MNIST").
     - "dynamic": a fresh Bernoulli(intensity) draw every time an image is used, fixed by
       (seed, epoch): the literature's protocol (Burda et al. 2015).
 
