@@ -15,6 +15,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NOTEBOOK ?= notebooks/00_index.ipynb
 PYTEST_ARGS ?=
+# Extra options for `jupyter lab`; as root (e.g. in a container) it needs --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
 # nbval: run every cell, compare only cells marked NBVAL_CHECK_OUTPUT, in this environment's kernel.
 NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
@@ -32,8 +34,9 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[$*]"
 	@touch $@
 
+# The server's root is the repository (as on Binder); the browser opens $(NOTEBOOK).
 lab: $(VENV)/.installed-lab
-	$(BIN)/jupyter lab $(NOTEBOOK)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK) $(LAB_ARGS)
 
 # Quick mode shrinks epochs and data so the whole notebook series runs in minutes.
 # VAE_TUTORIAL_OFFLINE is left as the caller has it: with internet, MNIST is downloaded;
