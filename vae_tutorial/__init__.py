@@ -43,5 +43,15 @@ from vae_tutorial.data import (  # noqa: E402
 )
 # -- training loop --
 # -- plotting --
+from vae_tutorial.plotting import (  # noqa: E402
+    manifold_grid,
+    pca_project,
+    plot_history,
+    plot_interpolation,
+    plot_latent_scatter,
+    plot_manifold,
+    plot_reconstructions,
+    plot_samples,
+)
 
 __version__ = "0.1.0"
