@@ -1,0 +1,242 @@
+"""The command line: tiny runs on Fashion-MNIST in subprocesses, resume, evaluate, errors.
+
+Each subprocess pays TensorFlow's start-up (5-10 s), so the runs are few and tiny; one bad
+case runs in a subprocess (no traceback, one ``error:`` line), the others in-process through
+``cli.main``.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vae_tutorial import cli
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "--epochs",
+    "1",
+    "--intermediate-dim",
+    "32",
+    "--batch-size",
+    "100",
+    "--limit-train",
+    "600",
+    "--limit-test",
+    "200",
+]
+EPOCH_KEYS = {
+    "epoch",
+    "train_loss",
+    "reconstruction",
+    "kl",
+    "beta",
+    "test_elbo",
+    "seconds",
+    "images_per_second",
+}
+# TensorFlow's own start-up lines on stderr (absl / glog format), not the CLI's.
+TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
+
+
+def run_cli(*args, data_dir=None, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
+    env.update(VAE_TUTORIAL_OFFLINE="1", **(env_extra or {}))
+    if data_dir is not None:
+        env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=600,
+    )
+
+
+def own_stderr_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not TF_NOISE.match(line)]
+
+
+def assert_one_error_line(result, code=None):
+    assert result.returncode != 0, result.stdout + result.stderr
+    if code is not None:
+        assert result.returncode == code
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = own_stderr_lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """One tiny training run shared by the tests below (they build on each other in order)."""
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (data / "fashion-mnist").is_dir():
+        pytest.skip(f"Fashion-MNIST not found in {data}")
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli("train", "--dataset", "fashion_mnist", *TINY, "--out", out, data_dir=data)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out, data, result
+
+
+def test_train_writes_metrics_config_checkpoint_and_figures(run_dir):
+    out, _, result = run_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == "fashion_mnist"
+    assert "Fashion-MNIST" in metrics["source"]
+    assert metrics["finished"] is True
+    config = metrics["config"]
+    assert config == json.loads((out / "config.json").read_text())
+    assert {
+        "latent_dim",
+        "intermediate_dim",
+        "batch_size",
+        "binarize",
+        "beta",
+        "epochs",
+        "kl_warmup_epochs",
+        "learning_rate",
+        "seed",
+        "conv",
+        "dataset",
+    } <= set(config)
+    assert config["intermediate_dim"] == [32] and config["latent_dim"] == 2
+    [epoch] = metrics["epochs"]
+    assert EPOCH_KEYS <= set(epoch) and epoch["epoch"] == 1
+    assert metrics["test_elbo"] == epoch["test_elbo"] < 0
+    assert epoch["images_per_second"] > 0
+    for name in ("loss_curves", "reconstructions", "samples", "latent_scatter", "manifold"):
+        assert (out / f"{name}.png").stat().st_size > 1000, name
+    assert list((out / "checkpoints").glob("ckpt-1.*"))
+    assert "Test ELBO" in result.stdout
+
+
+def test_rerun_with_more_epochs_continues(run_dir):
+    out, data, _ = run_dir
+    args = ["train", "--dataset", "fashion_mnist", *TINY, "--out", out]
+    args[args.index("--epochs") + 1] = "2"
+    result = run_cli(*args, data_dir=data)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
+    assert metrics["config"]["epochs"] == 2 and metrics["finished"] is True
+
+    # The same command again trains nothing new: same history, no new checkpoint.
+    before = metrics["epochs"]
+    again = run_cli(*args, data_dir=data)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((out / "metrics.json").read_text())["epochs"] == before
+    assert not list((out / "checkpoints").glob("ckpt-3.*"))
+    assert "Epoch 3" not in again.stdout
+
+
+def test_evaluate_adds_iwae(run_dir):
+    out, data, _ = run_dir
+    result = run_cli("evaluate", "--out", out, "--k", "20", "--max-images", "50", data_dir=data)
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    iwae = metrics["iwae"]
+    assert iwae["k"] == 20 and iwae["images"] == 50
+    # L_20 >= L_1 on average (loose: both are estimates on 50 images).
+    assert iwae["elbo"] - 2.0 < iwae["log_likelihood"] < 0
+    assert "IWAE" in result.stdout
+    assert len(metrics["epochs"]) == 2  # evaluating trains nothing
+
+
+def test_changed_model_shape_asks_for_a_new_out(run_dir):
+    out, data, _ = run_dir
+    args = ["train", "--dataset", "fashion_mnist", *TINY, "--out", out]
+    args[args.index("--intermediate-dim") + 1] = "64"
+    line = assert_one_error_line(run_cli(*args, data_dir=data))
+    assert "--out" in line and "intermediate_dim" in line
+
+
+def _main_in_process(args, capsys):
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code not in (0, None)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def test_missing_data_dir_and_offline_without_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
+    train = ["train", "--dataset", "fashion_mnist", "--out", tmp_path / "run", *TINY]
+    line = _main_in_process([*train, "--data-dir", tmp_path / "nowhere"], capsys)
+    assert "nowhere" in line
+    line = _main_in_process(train, capsys)
+    assert "offline" in line.lower()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--dataset", "cifar10"],
+        ["train", "--epochs", "0"],
+        ["train", "--epochs", "two"],
+        ["train", "--intermediate-dim", "512,x"],
+        ["train", "--learning-rate", "nan"],
+        ["train", "--beta", "-1"],
+        ["train", "--conv", "--intermediate-dim", "64"],
+        ["evaluate"],
+        ["evaluate", "--out", "does/not/exist"],
+        [],
+    ],
+)
+def test_bad_flags_one_error_line(args, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _main_in_process(args, capsys)
+
+
+def _fake_fit(error):
+    def fit(*args, **kwargs):
+        raise error
+
+    return fit
+
+
+@pytest.mark.parametrize("which", ["interrupt", "nan"])
+def test_interrupted_or_diverged_run_keeps_checkpoint_message(
+    which, capsys, tmp_path, monkeypatch, shared_data
+):
+    from vae_tutorial import training
+
+    if which == "interrupt":
+        error = KeyboardInterrupt()
+    else:
+        error = training.NonFiniteLossError(
+            "the training loss became NaN or Inf at epoch 1, step 3 of 6.",
+            epoch=1,
+            step=3,
+            checkpoint=None,
+            history=[],
+        )
+    monkeypatch.setattr(training, "fit", _fake_fit(error))
+    out = tmp_path / "run"
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "fashion_mnist",
+            "--data-dir",
+            str(shared_data),
+            *TINY,
+            "--out",
+            str(out),
+        ]
+    )
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == (130 if which == "interrupt" else 1)
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert "checkpoint" in err[0] and "resume" in err[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finished"] is False and metrics["epochs"] == []

@@ -1,0 +1,588 @@
+"""The command line: ``python -m vae_tutorial train ...`` and ``... evaluate ...``.
+
+``train`` fits a VAE on MNIST or Fashion-MNIST and writes into ``--out``: ``config.json``,
+``metrics.json``, checkpoints (``checkpoints/``) and PNG figures. Running the same command
+again resumes from the last checkpoint; a larger ``--epochs`` continues training.
+``evaluate`` restores a run and adds the importance-weighted estimate of the test
+log-likelihood to its ``metrics.json``.
+
+Taught in notebook 04_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+# Figures are written to files: never ask for a window (set before pyplot can be imported).
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+DATASETS = ("mnist", "fashion_mnist")
+BINARIZE = ("none", "static", "dynamic")
+
+# Defaults: a 2-d latent (so the manifold and the scatter plot exist) that trains in about
+# two to three minutes on a 2-core laptop CPU on the 60,000 Fashion-MNIST images.
+DEFAULTS = {
+    "epochs": 30,
+    "latent_dim": 2,
+    "intermediate_dim": [512],
+    "batch_size": 128,
+    "binarize": "dynamic",
+    "beta": 1.0,
+    "kl_warmup_epochs": 0,
+    "learning_rate": 1e-3,
+    "seed": 0,
+}
+# Flags that fix the model's shape (or its data): a run directory holds one of them.
+SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv")
+SCATTER_IMAGES = 5000
+SCATTER_MAX = 10000
+
+
+class CLIError(Exception):
+    """A problem the user can fix; ``main`` prints it as one ``error:`` line."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one ``error:`` line (exit 2), not usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
+# --------------------------------------------------------------------------------------------
+# Flag types: each rejects a bad value with a message that says what is expected.
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected one width or a comma list such as 512,512, got {text!r}"
+        ) from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
+    return sizes
+
+
+def _float_at_least(minimum: float, strict: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        bad = value <= minimum if strict else value < minimum
+        if not math.isfinite(value) or bad:
+            relation = ">" if strict else ">="
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number {relation} {minimum:g}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m vae_tutorial",
+        description="Train and evaluate variational autoencoders on MNIST / Fashion-MNIST.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{train,evaluate}", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train a VAE (re-running the same command resumes from the checkpoint)",
+        description=(
+            "Train a VAE and write config.json, metrics.json, checkpoints/ and PNG figures "
+            "into --out. Running the same command again resumes from the last checkpoint; "
+            "a larger --epochs continues training. ELBOs are in nats per image (negative; "
+            "higher is better)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--dataset", choices=DATASETS, default="mnist")
+    train.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder with the dataset's IDX files or .npz (default: $VAE_TUTORIAL_DATA_DIR; "
+        "unset: download, or offline the bundled MNIST sample)",
+    )
+    d = DEFAULTS
+    train.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=d["epochs"],
+        help="total number of epochs (a re-run continues up to this many)",
+    )
+    train.add_argument("--latent-dim", type=_positive_int, default=d["latent_dim"])
+    train.add_argument(
+        "--intermediate-dim",
+        type=_int_list,
+        default=None,
+        help="hidden width(s) of the MLP: one int or a comma list like 512,512 "
+        f"(default {','.join(map(str, d['intermediate_dim']))}; not used with --conv)",
+    )
+    train.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    train.add_argument(
+        "--binarize",
+        choices=BINARIZE,
+        default=d["binarize"],
+        help="dynamic: fresh Bernoulli pixels each epoch (the literature's "
+        "protocol); static: one fixed draw; none: grey levels",
+    )
+    train.add_argument(
+        "--beta",
+        type=_float_at_least(0.0, strict=False),
+        default=d["beta"],
+        help="weight of the KL term (1 is the ELBO)",
+    )
+    train.add_argument(
+        "--kl-warmup-epochs",
+        type=_non_negative_int,
+        default=d["kl_warmup_epochs"],
+        help="ramp the KL weight linearly from 0 to --beta over this many epochs",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=_float_at_least(0.0, strict=True),
+        default=d["learning_rate"],
+        help="Adam learning rate",
+    )
+    train.add_argument("--seed", type=_non_negative_int, default=d["seed"])
+    train.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default runs/<dataset>-latent<D>, "
+        "runs/<dataset>-conv-latent<D> with --conv)",
+    )
+    train.add_argument(
+        "--tensorboard", action="store_true", help="write TensorBoard logs into OUT/tensorboard"
+    )
+    train.add_argument("--conv", action="store_true", help="train the convolutional VAE")
+    train.add_argument(
+        "--limit-train",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="for quick runs and tests: use only the first N training images",
+    )
+    train.add_argument(
+        "--limit-test",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="for quick runs and tests: use only the first N test images",
+    )
+    train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="estimate a trained run's test log-likelihood (importance-weighted bound)",
+        description=(
+            "Restore the model of a `train` run from its checkpoint, compute the importance-"
+            "weighted bound L_k (an estimate of log p(x)) and the single-sample ELBO on the "
+            'test split, print them and add them to OUT/metrics.json under "iwae".'
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    evaluate.add_argument("--out", required=True, help="the run directory written by `train`")
+    evaluate.add_argument(
+        "--k", type=_positive_int, default=1000, help="importance samples per image"
+    )
+    evaluate.add_argument(
+        "--max-images",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="use only the first N test images (default: all)",
+    )
+    evaluate.add_argument(
+        "--batch-size", type=_positive_int, default=100, help="test images per batch"
+    )
+    evaluate.add_argument(
+        "--data-dir", default=None, help="override the data folder recorded in config.json"
+    )
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CLIError(
+            f"{path} is not valid JSON ({error}); delete it or use a new --out."
+        ) from None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a crash never leaves half a file
+
+
+def _latest_checkpoint(out: Path) -> str | None:
+    import tensorflow as tf
+
+    folder = out / "checkpoints"
+    return tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _checkpoint_history(path: str | None) -> list[dict] | None:
+    """The history that fit() saved in a checkpoint, or None if it cannot be read."""
+    if not path:
+        return None
+    import tensorflow as tf
+
+    try:
+        value = tf.train.load_variable(path, "history/.ATTRIBUTES/VARIABLE_VALUE")
+        return json.loads(value.decode() if isinstance(value, bytes) else value)
+    except Exception:  # an older or foreign checkpoint layout: just no history
+        return None
+
+
+def _build_model(config: dict):
+    import vae_tutorial as vt
+
+    if config["conv"]:
+        return vt.ConvVAE(latent_dim=config["latent_dim"], seed=config["seed"])
+    return vt.VAE(
+        latent_dim=config["latent_dim"],
+        intermediate_dim=list(config["intermediate_dim"]),
+        seed=config["seed"],
+    )
+
+
+def _describe(config: dict) -> str:
+    if config["conv"]:
+        return f"ConvVAE, latent_dim {config['latent_dim']}"
+    widths = "-".join(str(w) for w in config["intermediate_dim"])
+    return f"MLP VAE 784-{widths}-{config['latent_dim']}"
+
+
+def _load_data(config: dict):
+    import vae_tutorial as vt
+
+    data = vt.load_dataset(config["dataset"], config["data_dir"])
+    n_train, n_test = config.get("limit_train"), config.get("limit_test")
+    if n_train is not None or n_test is not None:
+        data = data.subset(
+            None if n_train is None else min(n_train, len(data.train_images)),
+            None if n_test is None else min(n_test, len(data.test_images)),
+        )
+    return data
+
+
+def _metrics(data, config: dict, history: list[dict], previous: dict | None) -> dict:
+    metrics = {
+        "dataset": data.name,
+        "source": data.source,
+        "config": config,
+        "epochs": history,
+        "test_elbo": history[-1]["test_elbo"] if history else None,
+        "finished": len(history) >= config["epochs"],
+        "train_seconds": sum(h.get("seconds", 0.0) for h in history),
+    }
+    # An IWAE estimate stays valid only for the very model it was computed on.
+    if previous and "iwae" in previous and previous["iwae"].get("epoch") == len(history):
+        metrics["iwae"] = previous["iwae"]
+    return metrics
+
+
+def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
+    import numpy as np
+
+    import vae_tutorial as vt
+
+    figures = {
+        "loss_curves.png": lambda: vt.plot_history(history),
+        "reconstructions.png": lambda: vt.plot_reconstructions(model, data.test_images, n=10),
+        "samples.png": lambda: vt.plot_samples(model, n=64),
+    }
+    if model.latent_dim == 2:
+        n = min(len(data.test_images), SCATTER_IMAGES)
+        figures["latent_scatter.png"] = lambda: vt.plot_latent_scatter(
+            model, data.test_images[:n], data.test_labels[:n], class_names=data.class_names
+        )
+        figures["manifold.png"] = lambda: vt.plot_manifold(model, n=20)
+    written = []
+    np.seterr(all="ignore")
+    for name, make in figures.items():
+        fig = make()
+        fig.savefig(out / name, dpi=100)
+        written.append(name)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _train_config(args) -> dict:
+    if args.conv and args.intermediate_dim is not None:
+        raise CLIError(
+            "--intermediate-dim sets the MLP's widths; it does not apply to --conv.", exit_code=2
+        )
+    data_dir = (
+        args.data_dir
+        if args.data_dir is not None
+        else os.environ.get("VAE_TUTORIAL_DATA_DIR") or None
+    )
+    if data_dir is not None:
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    out = args.out
+    if out is None:
+        out = f"runs/{args.dataset}-{'conv-' if args.conv else ''}latent{args.latent_dim}"
+    return {
+        "dataset": args.dataset,
+        "data_dir": data_dir,
+        "epochs": args.epochs,
+        "latent_dim": args.latent_dim,
+        "intermediate_dim": None
+        if args.conv
+        else (args.intermediate_dim or list(DEFAULTS["intermediate_dim"])),
+        "conv": bool(args.conv),
+        "batch_size": args.batch_size,
+        "binarize": args.binarize,
+        "beta": args.beta,
+        "kl_warmup_epochs": args.kl_warmup_epochs,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "out": str(out),
+        "tensorboard": bool(args.tensorboard),
+        "limit_train": args.limit_train,
+        "limit_test": args.limit_test,
+    }
+
+
+def cmd_train(args) -> int:
+    config = _train_config(args)
+    out = Path(config["out"])
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} exists and is not a directory; pick another --out.")
+    saved = _read_json(out / "config.json")
+    checkpoint = _latest_checkpoint(out)
+    if saved is not None and checkpoint is not None:
+        changed = [k for k in SHAPE_KEYS if saved.get(k) != config[k]]
+        if changed:
+            diffs = ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in changed)
+            raise CLIError(
+                f"{out} holds a run with another model or dataset ({diffs}); use a new --out "
+                "for this one (or the old flags to resume it)."
+            )
+        others = [
+            k
+            for k in config
+            if k not in SHAPE_KEYS and k not in ("epochs", "out") and saved.get(k) != config[k]
+        ]
+        if others:
+            print(
+                f"note: resuming {out} with changed settings: "
+                + ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in others)
+            )
+
+    from vae_tutorial.training import fit
+
+    data = _load_data(config)
+    print(
+        f"Data: {data.source} ({len(data.train_images):,} train, "
+        f"{len(data.test_images):,} test images)"
+    )
+    model = _build_model(config)
+    print(
+        f"Model: {_describe(config)}; batch {config['batch_size']}, {config['epochs']} "
+        f"epochs, binarize {config['binarize']}; run directory {out}"
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json(out / "config.json", config)
+    previous = _read_json(out / "metrics.json")
+
+    started = time.perf_counter()
+    try:
+        history = fit(
+            model,
+            data.train_images,
+            data.test_images,
+            epochs=config["epochs"],
+            batch_size=config["batch_size"],
+            learning_rate=config["learning_rate"],
+            beta=config["beta"],
+            kl_warmup_epochs=config["kl_warmup_epochs"],
+            binarize=config["binarize"],
+            seed=config["seed"],
+            checkpoint_dir=out / "checkpoints",
+            tensorboard_dir=(out / "tensorboard") if config["tensorboard"] else None,
+            progress=True,
+        )
+    except (KeyboardInterrupt, FloatingPointError) as error:
+        history = getattr(error, "history", None)
+        if history is None:
+            history = _checkpoint_history(_latest_checkpoint(out)) or []
+        _write_json(out / "metrics.json", _metrics(data, config, history, previous))
+        kept = (
+            f"the checkpoint in {out / 'checkpoints'} is kept ({len(history)} epoch(s) "
+            "done); run the same command again to resume"
+        )
+        if isinstance(error, KeyboardInterrupt):
+            raise CLIError(f"interrupted; {kept}.", exit_code=130) from None
+        raise CLIError(
+            f"{' '.join(str(error).split())} ({kept} after changing the "
+            "settings, or use a new --out)."
+        ) from None
+
+    metrics = _metrics(data, config, history, previous)
+    _write_json(out / "metrics.json", metrics)
+    written = [] if args.no_figures else _save_figures(out, model, data, history)
+    new = time.perf_counter() - started
+    print(
+        f"Wrote config.json, metrics.json{''.join(', ' + w for w in written)} into {out} "
+        f"({new:.0f} s)."
+    )
+    if history:
+        last = history[-1]
+        print(
+            f"Test ELBO after epoch {last['epoch']}: {last['test_elbo']:.2f} nats per image "
+            f"(train loss {last['train_loss']:.2f})."
+        )
+    print(f"Estimate log p(x): python -m vae_tutorial evaluate --out {out} --k 1000")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    out = Path(args.out)
+    config = _read_json(out / "config.json")
+    if config is None:
+        raise CLIError(
+            f"{out / 'config.json'} not found: --out must be a directory written by "
+            "`python -m vae_tutorial train`."
+        )
+    checkpoint = _latest_checkpoint(out)
+    if checkpoint is None:
+        raise CLIError(
+            f"no checkpoint in {out / 'checkpoints'}: train at least one epoch "
+            "first (python -m vae_tutorial train --out ...)."
+        )
+    if args.data_dir is not None:
+        config = dict(config, data_dir=str(Path(args.data_dir).expanduser().resolve()))
+
+    import keras
+
+    import vae_tutorial as vt
+    from vae_tutorial.training import fit
+
+    data = _load_data(config)
+    test = data.test_images if args.max_images is None else data.test_images[: args.max_images]
+    model = _build_model(config)
+    # fit() with as many epochs as the checkpoint holds restores it and trains nothing.
+    history = fit(
+        model,
+        test[:1],
+        epochs=1,
+        batch_size=1,
+        binarize=config["binarize"],
+        seed=config["seed"],
+        checkpoint_dir=out / "checkpoints",
+        progress=False,
+    )
+    keras.utils.set_random_seed(config["seed"])
+
+    def batches():
+        return vt.make_batches(
+            test,
+            batch_size=args.batch_size,
+            binarize=config["binarize"],
+            shuffle=False,
+            seed=config["seed"],
+            epoch=2**30,
+        )
+
+    print(
+        f"Evaluating {_describe(config)} after {len(history)} epoch(s) on {len(test):,} test "
+        f"images of {data.source}, k = {args.k} ...",
+        flush=True,
+    )
+    started = time.perf_counter()
+    elbo = vt.evaluate_elbo(model, batches())["elbo"]
+    log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
+    seconds = time.perf_counter() - started
+    result = {
+        "k": args.k,
+        "log_likelihood": log_likelihood,
+        "elbo": elbo,
+        "images": len(test),
+        "epoch": len(history),
+        "binarize": config["binarize"],
+        "seconds": seconds,
+    }
+    metrics = _read_json(out / "metrics.json") or {
+        "dataset": data.name,
+        "source": data.source,
+        "config": config,
+        "epochs": history,
+        "test_elbo": history[-1]["test_elbo"] if history else None,
+        "finished": len(history) >= config["epochs"],
+    }
+    metrics["iwae"] = result
+    _write_json(out / "metrics.json", metrics)
+    print(
+        f"IWAE estimate of log p(x), k = {args.k}: {log_likelihood:.2f} nats per image; "
+        f"single-sample ELBO {elbo:.2f} ({len(test):,} images, {seconds:.0f} s). "
+        f"Added to {out / 'metrics.json'}."
+    )
+    return 0
+
+
+def main(argv=None) -> int:
+    """Entry point of ``python -m vae_tutorial`` and the ``vae-tutorial`` script."""
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "evaluate": cmd_evaluate}[args.command]
+    try:
+        return command(args)
+    except CLIError as error:
+        code = error.exit_code
+        message = str(error)
+    except KeyboardInterrupt:
+        code, message = 130, "interrupted."
+    except (ValueError, TypeError, OSError, FloatingPointError) as error:
+        code, message = 1, str(error) or type(error).__name__
+    except Exception as error:  # TensorFlow's OpError (e.g. a damaged checkpoint)
+        if type(error).__module__.split(".")[0] != "tensorflow":
+            raise
+        code, message = 1, f"{type(error).__name__}: {getattr(error, 'message', error)}"
+    print(f"error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return code
