@@ -42,6 +42,8 @@ from vae_tutorial.data import (  # noqa: E402
     read_idx,
 )
 # -- training loop --
+from vae_tutorial.training import NonFiniteLossError, fit, kl_warmup_beta  # noqa: E402
+
 # -- plotting --
 from vae_tutorial.plotting import (  # noqa: E402
     manifold_grid,

@@ -1,0 +1,296 @@
+"""fit(): history, resume (clean exit and SIGKILL), refusals, the NaN guard, TensorBoard,
+reproducibility. Tiny data and models: the whole file should run in about a minute."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import vae_tutorial
+from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = {
+    "epoch",
+    "train_loss",
+    "reconstruction",
+    "kl",
+    "beta",
+    "test_elbo",
+    "seconds",
+    "images_per_second",
+}
+
+
+def images(n, seed=0):
+    """Blobby uint8 images: random, but with enough structure to learn something."""
+    rng = np.random.default_rng(seed)
+    means = rng.integers(0, 256, size=(4, 28, 28))
+    picks = rng.integers(0, 4, size=n)
+    noise = rng.integers(-40, 41, size=(n, 28, 28))
+    return np.clip(means[picks] + noise, 0, 255).astype(np.uint8)
+
+
+TRAIN, TEST = images(512), images(128, seed=1)
+
+
+def small_vae(seed=0):
+    keras.utils.set_random_seed(seed)
+    return VAE(latent_dim=2, intermediate_dim=32)
+
+
+def run(model=None, epochs=2, **kwargs):
+    kwargs.setdefault("batch_size", 64)
+    kwargs.setdefault("progress", False)
+    return fit(small_vae() if model is None else model, TRAIN, TEST, epochs=epochs, **kwargs)
+
+
+def losses(history):
+    return [(h["train_loss"], h["reconstruction"], h["kl"], h["test_elbo"]) for h in history]
+
+
+def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys):
+    history = run(epochs=2, progress=True)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for h in history:
+        assert set(h) == KEYS
+        for key in KEYS - {"epoch"}:
+            assert isinstance(h[key], float) and math.isfinite(h[key]), key
+        assert h["beta"] == 1.0 and h["kl"] >= 0
+        assert h["train_loss"] == pytest.approx(h["reconstruction"] + h["kl"], rel=1e-5)
+        assert -600 < h["test_elbo"] < 0 and h["images_per_second"] > 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2: train loss" in out and "test ELBO" in out and "images/s" in out
+    assert "loss:" in out and "recon:" in out and "kl:" in out  # the progress bar
+    assert fit(small_vae(), TRAIN[:64], epochs=1, progress=False)[0]["test_elbo"] is None
+    assert capsys.readouterr().out == ""  # progress=False is silent
+
+
+def test_loss_falls_on_real_fashion_mnist(shared_data):
+    data = load_dataset("fashion_mnist", data_dir=shared_data).subset(2048, 512)
+    history = fit(
+        small_vae(), data.train_images, data.test_images, epochs=3, batch_size=64, progress=False
+    )
+    train = [h["train_loss"] for h in history]
+    test = [h["test_elbo"] for h in history]
+    assert train[0] > train[1] > train[2] and train[2] < train[0] - 20
+    assert test[2] > test[0] + 20
+
+
+def test_resume_after_a_clean_exit_then_more_epochs(tmp_path):
+    first = run(epochs=1, checkpoint_dir=tmp_path)
+    # A new process would build a new model and optimizer: so do we.
+    resumed = run(small_vae(seed=5), epochs=2, checkpoint_dir=tmp_path)
+    assert [h["epoch"] for h in resumed] == [1, 2] and resumed[0] == first[0]
+    again = run(small_vae(seed=6), epochs=2, checkpoint_dir=tmp_path)  # nothing left to do
+    assert again == resumed
+    longer = run(small_vae(seed=7), epochs=3, checkpoint_dir=tmp_path)
+    assert [h["epoch"] for h in longer] == [1, 2, 3] and longer[:2] == resumed
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
+
+
+def test_two_runs_with_one_seed_agree_and_a_split_run_equals_a_straight_one(tmp_path):
+    straight = run(epochs=2, seed=3)
+    assert losses(run(epochs=2, seed=3)) == losses(straight)
+    split = run(epochs=1, seed=3, checkpoint_dir=tmp_path)
+    split = run(small_vae(seed=9), epochs=2, seed=3, checkpoint_dir=tmp_path)
+    np.testing.assert_allclose(losses(split), losses(straight), rtol=1e-5)
+    assert losses(run(epochs=1, seed=4))[0] != losses(straight)[0]
+
+
+def test_checkpoint_saves_and_restores_the_sampling_rng_state(tmp_path):
+    model = small_vae()
+    before = model.seed_generator.state.numpy().copy()
+    run(model, epochs=1, checkpoint_dir=tmp_path)
+    after = model.seed_generator.state.numpy()
+    assert not np.array_equal(before, after)  # reparameterization drew from it
+    restored = small_vae(seed=8)
+    assert not np.array_equal(restored.seed_generator.state.numpy(), after)
+    run(restored, epochs=1, checkpoint_dir=tmp_path)  # restores, trains nothing
+    np.testing.assert_array_equal(restored.seed_generator.state.numpy(), after)
+    for a, b in zip(model.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+KILL_TRAIN = images(4096, seed=2)  # 512 steps of 8 per epoch: about a second
+CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_fit import KILL_TRAIN, TEST, small_vae
+from vae_tutorial import fit
+fit(small_vae(), KILL_TRAIN, TEST, epochs=50, batch_size=8, checkpoint_dir={ckpt!r},
+    progress=False)
+"""
+
+
+def test_resume_after_sigkill_mid_epoch(tmp_path):
+    ckpt = tmp_path / "run"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(tests=str(REPO / "tests"), ckpt=str(ckpt)))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.Popen([sys.executable, str(script)], env=env, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while tf.train.latest_checkpoint(str(ckpt)) is None:
+            assert child.poll() is None, child.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the child saved no checkpoint in 120 s"
+            time.sleep(0.05)
+        time.sleep(0.2)  # into epoch 2
+        assert child.poll() is None
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stderr.close()
+    latest = tf.train.latest_checkpoint(str(ckpt))
+    finished = int(latest.rsplit("-", 1)[1])
+    assert 1 <= finished <= 3
+    saved = json.loads(tf.train.load_variable(latest, "history/.ATTRIBUTES/VARIABLE_VALUE"))
+    resumed = fit(
+        small_vae(seed=11),
+        KILL_TRAIN,
+        TEST,
+        epochs=finished + 1,
+        batch_size=8,
+        checkpoint_dir=ckpt,
+        progress=False,
+    )
+    assert [h["epoch"] for h in resumed] == list(range(1, finished + 2))
+    assert resumed[:finished] == saved  # finished epochs are not repeated
+
+
+@pytest.fixture(scope="module")
+def one_epoch_checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("one_epoch")
+    run(epochs=1, checkpoint_dir=directory)
+    return directory
+
+
+@pytest.mark.parametrize(
+    "other", [lambda: VAE(latent_dim=3, intermediate_dim=32), lambda: VAE(2, 16), ConvVAE]
+)
+def test_a_checkpoint_of_another_model_is_refused(one_epoch_checkpoint, other):
+    with pytest.raises(ValueError) as error:
+        run(other(), epochs=2, checkpoint_dir=one_epoch_checkpoint)
+    message = str(error.value)
+    assert str(one_epoch_checkpoint) in message and "different model" in message
+    assert "new output directory" in message and "delete" in message
+
+
+class NaNAfter(VAE):
+    """A VAE whose logits turn NaN after ``after`` training calls."""
+
+    def __init__(self, after, **kwargs):
+        super().__init__(**kwargs)
+        self.after = after
+        self.calls = self.add_weight(
+            shape=(), initializer="zeros", trainable=False, dtype="int32", name="calls"
+        )
+
+    def call(self, x, training=False):
+        logits, mu, log_var = super().call(x)
+        if training:
+            self.calls.assign_add(1)
+            logits = tf.where(self.calls > self.after, math.nan, logits)
+        return logits, mu, log_var
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = NaNAfter(after=8 + 3, latent_dim=2, intermediate_dim=32)  # 8 steps per epoch
+    with pytest.raises(NonFiniteLossError) as error:
+        run(model, epochs=3, checkpoint_dir=tmp_path)
+    e = error.value
+    assert isinstance(e, FloatingPointError)
+    assert (e.epoch, e.step, len(e.history)) == (2, 4, 1)
+    assert e.checkpoint == tf.train.latest_checkpoint(str(tmp_path))
+    assert e.checkpoint.endswith("ckpt-1")
+    message = str(e)
+    assert "epoch 2, step 4" in message and e.checkpoint in message
+    assert "lower learning rate" in message
+    # The model holds the last good (epoch 1) weights again, all finite.
+    assert int(model.calls.numpy()) == 8
+    for w in model.trainable_weights:
+        assert np.isfinite(w.numpy()).all()
+        np.testing.assert_array_equal(
+            w.numpy(), tf.train.load_variable(e.checkpoint, _key(model, w))
+        )
+
+
+def _key(model, weight):
+    index = next(i for i, v in enumerate(model.variables) if v is weight)
+    return f"model_variables/v{index:03d}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def test_non_finite_loss_without_checkpoint_says_none_was_saved():
+    with pytest.raises(NonFiniteLossError, match="No checkpoint was saved") as error:
+        run(small_vae(), epochs=2, learning_rate=1e6)  # Adam steps of 1e6 blow up at once
+    assert error.value.checkpoint is None and "lower learning rate" in str(error.value)
+
+
+def test_tensorboard_event_files_hold_the_scalars_and_images(tmp_path):
+    run(epochs=2, tensorboard_dir=tmp_path)
+    files = list(tmp_path.glob("events.out.tfevents.*"))
+    assert files
+    tags, steps = set(), set()
+    for event in tf.compat.v1.train.summary_iterator(str(files[0])):
+        for value in event.summary.value:
+            tags.add(value.tag)
+            steps.add(event.step)
+    assert {"train_loss", "reconstruction", "kl", "beta", "test_elbo", "images_per_second"} <= tags
+    assert "reconstructions" in tags
+    assert steps == {1, 2}
+
+
+def test_kl_warmup_schedule():
+    assert [kl_warmup_beta(e, 1.0, 4) for e in (1, 2, 3, 4, 5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert kl_warmup_beta(1, 2.0, 0) == 2.0
+    history = run(epochs=3, beta=2.0, kl_warmup_epochs=2, jit_compile=False)
+    assert [h["beta"] for h in history] == [1.0, 2.0, 2.0]
+    for h in history:
+        assert h["train_loss"] == pytest.approx(h["reconstruction"] + h["beta"] * h["kl"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"epochs": 0}, "epochs must be an int >= 1"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1"),
+        ({"beta": -1.0}, "beta must be a finite number"),
+        ({"binarize": "grey"}, "binarize='grey' is not a valid choice"),
+        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"kl_warmup_epochs": -1}, "kl_warmup_epochs must be an int >= 0"),
+        ({"train": TRAIN / 255.0}, "raw uint8 images"),
+        ({"train": TRAIN.reshape(-1, 784)}, r"reshape\(-1, 28, 28\)"),
+        ({"test": TEST[:, :14]}, "test_images must be the raw uint8 images"),
+        ({"model": VAE(2, 32, input_dim=100)}, "input_dim=784"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_fix(kwargs, match):
+    model = kwargs.pop("model", None) or small_vae()
+    train, test = kwargs.pop("train", TRAIN), kwargs.pop("test", TEST)
+    with pytest.raises(ValueError, match=match):
+        fit(model, train, test, progress=False, **kwargs)
+
+
+def test_two_models_trained_by_fit_in_one_process():
+    first = run(VAE(2, 32), epochs=1)
+    second = run(VAE(3, 48), epochs=1)
+    conv = fit(ConvVAE(2), TRAIN[:128], epochs=1, batch_size=64, progress=False)
+    again = run(VAE(2, 32), epochs=1)  # the first shape again: its own trace
+    for history in (first, second, conv, again):
+        assert math.isfinite(history[0]["train_loss"])
+
+
+def test_fit_is_exported():
+    assert vae_tutorial.fit is fit and vae_tutorial.NonFiniteLossError is NonFiniteLossError
