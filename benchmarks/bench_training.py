@@ -1,0 +1,397 @@
+"""Training speed and memory of vae_tutorial, measured in one process (not a unit test).
+
+    python benchmarks/bench_training.py [--data-dir DIR] [--repeats N] [--quick] [--json PATH]
+
+(a) Throughput at the seed's configuration (784-128-2 MLP, batch 32, grey levels): the seed's
+    own loop (benchmarks/seed_loop.py: per-step tf.function call + ``.numpy()``) against
+    ``vt.fit`` on the same images. Both are warmed up first (tracing excluded), then timed
+    alternately, best of N. Target: fit >= 5x the seed.
+(b) Compute-bound configuration 784-512-512-20, batch 1024: FLOP/s achieved by fit's
+    training step against TensorFlow's fp32 matmul peak (a chain of five dependent
+    2048 x 2048 products in one tf.function), measured alternately in the same run.
+    Target: >= 60 % of the peak.
+(c) Peak resident memory of ``python -m vae_tutorial train`` (default configuration, 60,000
+    Fashion-MNIST images, 1 epoch) run as a subprocess: ru_maxrss of RUSAGE_CHILDREN.
+    Target: <= 1.2 GB. Measured FIRST: a child's ru_maxrss counts the parent's resident pages
+    at fork time, so spawned from a process holding TensorFlow and the data (about 1.3 GB
+    after (a) and (b)) it would report the parent's size, not the child's.
+
+Fashion-MNIST is read from --data-dir (default: ../shared/data beside the repository).
+The machine's load is printed: on a shared CPU every figure is noisy; best-of-N helps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("VAE_TUTORIAL_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TARGET_SPEEDUP = 5.0
+TARGET_PEAK_FRACTION = 0.60
+TARGET_MEMORY_MB = 1.2 * 1024
+
+COMPUTE_LAYERS = (784, 512, 512, 20)
+COMPUTE_BATCH = 1024
+
+
+def dense_layers(input_dim: int, hidden: list[int], latent: int) -> list[tuple[int, int]]:
+    """(in, out) of every Dense layer of vt.VAE: encoder, mu and log_var heads, decoder."""
+    encoder, width = [], input_dim
+    for h in hidden:
+        encoder.append((width, h))
+        width = h
+    heads = [(width, latent), (width, latent)]
+    decoder, width = [], latent
+    for h in reversed(hidden):
+        decoder.append((width, h))
+        width = h
+    decoder.append((width, input_dim))
+    return encoder + heads + decoder
+
+
+def training_flops_per_image(layers: list[tuple[int, int]]) -> tuple[int, str]:
+    """Matmul FLOPs of one training step per image, and the formula used.
+
+    forward 2*in*out per layer; backward: weight gradient 2*in*out per layer, input gradient
+    2*in*out per layer except the first encoder layer (the data needs no gradient).
+    Element-wise work (activations, loss, sampling, Adam) is not counted.
+    """
+    macs = sum(i * o for i, o in layers)
+    first = layers[0][0] * layers[0][1]
+    flops = 2 * macs + 2 * macs + 2 * (macs - first)
+    formula = (
+        "per image: forward 2*sum(in*out) + weight grads 2*sum(in*out) + input grads "
+        f"2*(sum(in*out) - 784*{layers[0][1]}) = 6*{macs:,} - 2*{first:,} = {flops:,} FLOP; "
+        f"layers (in, out): {layers}"
+    )
+    return flops, formula
+
+
+def machine_load() -> str:
+    try:
+        one, five, _ = os.getloadavg()
+        return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
+    except OSError:
+        return "load average unavailable"
+
+
+# --------------------------------------------------------------------------------------------
+# (a) the seed's loop vs fit
+
+
+def bench_seed_vs_fit(images, repeats: int) -> dict:
+    import keras
+    import seed_loop
+    import tensorflow as tf
+
+    import vae_tutorial as vt
+    from vae_tutorial.training import fit
+
+    n = len(images)
+    keras.utils.set_random_seed(0)
+    seed_model = seed_loop.VAE(latent_dim=2, intermediate_dim=128, input_dim=784)
+    seed_optimizer = tf.keras.optimizers.Adam(1e-3)
+    seed_data = seed_loop.make_dataset(images, batch_size=32)
+    # Warm-up, one whole epoch each: tracing, and every batch shape (the last batch may be
+    # smaller: another trace for the seed, another XLA compilation for fit).
+    seed_loop.run_epoch(seed_model, seed_optimizer, seed_data)
+
+    fit_model = vt.VAE(latent_dim=2, intermediate_dim=128, seed=0)
+    fit_optimizer = keras.optimizers.Adam(1e-3)
+    fit_kwargs = dict(
+        epochs=1, batch_size=32, optimizer=fit_optimizer, binarize="none", progress=False
+    )
+    fit(fit_model, images, **fit_kwargs)  # warm-up
+
+    seed_times, fit_times, fit_reported = [], [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        seed_loop.run_epoch(seed_model, seed_optimizer, seed_data)
+        seed_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        history = fit(fit_model, images, **fit_kwargs)
+        fit_times.append(time.perf_counter() - start)
+        fit_reported.append(history[-1]["images_per_second"])
+    seed_rate = n / min(seed_times)
+    fit_rate = n / min(fit_times)
+    return {
+        "images": n,
+        "repeats": repeats,
+        "seed_images_per_second": seed_rate,
+        "fit_images_per_second": fit_rate,
+        "fit_images_per_second_reported_by_fit": max(fit_reported),
+        "speedup": fit_rate / seed_rate,
+        "seed_seconds": seed_times,
+        "fit_seconds": fit_times,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# (b) FLOP/s of fit's step vs the matmul peak
+
+
+def bench_flops(images, repeats: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    import vae_tutorial as vt
+    from vae_tutorial.training import fit
+
+    size, chain = 2048, 5
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    scale = 1.0 / size**0.5  # keeps the values O(1) along the chain
+
+    @tf.function
+    def matmul_chain(x, y):
+        # Each product feeds the next, so nothing can be pruned or fused away; returning one
+        # element avoids timing the first-touch page faults of a fresh 16 MB output (which
+        # halves the apparent rate), and the scaling is 4M multiplies per 17 GFLOP product.
+        for _ in tf.range(chain):
+            x = tf.linalg.matmul(x, y) * scale
+        return x[0, 0]
+
+    matmul_chain(a, b).numpy()  # warm-up
+    matmul_flops = chain * 2 * size**3
+
+    _, hidden, latent = COMPUTE_LAYERS[0], list(COMPUTE_LAYERS[1:-1]), COMPUTE_LAYERS[-1]
+    flops_per_image, formula = training_flops_per_image(dense_layers(784, hidden, latent))
+    model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
+    optimizer = keras.optimizers.Adam(1e-3)
+    results = {}
+    for binarize in ("none", "dynamic"):
+        kwargs = dict(
+            epochs=1,
+            batch_size=COMPUTE_BATCH,
+            optimizer=optimizer,
+            binarize=binarize,
+            progress=False,
+        )
+        fit(model, images, **kwargs)  # warm-up: a whole epoch, every batch shape
+        results[binarize] = {"seconds": [], "reported": []}
+    peak_times = []
+    for _ in range(repeats):
+        for _ in range(3):
+            start = time.perf_counter()
+            matmul_chain(a, b).numpy()
+            peak_times.append(time.perf_counter() - start)
+        for binarize, res in results.items():
+            kwargs = dict(
+                epochs=1,
+                batch_size=COMPUTE_BATCH,
+                optimizer=optimizer,
+                binarize=binarize,
+                progress=False,
+            )
+            start = time.perf_counter()
+            history = fit(model, images, **kwargs)
+            res["seconds"].append(time.perf_counter() - start)
+            res["reported"].append(history[-1]["images_per_second"])
+    peak = matmul_flops / min(peak_times)
+    out = {
+        "layers": list(COMPUTE_LAYERS),
+        "batch_size": COMPUTE_BATCH,
+        "images": len(images),
+        "flops_per_image": flops_per_image,
+        "formula": formula,
+        "matmul_peak_flops": peak,
+        "matmul_size": size,
+    }
+    for binarize, res in results.items():
+        wall = len(images) * flops_per_image / min(res["seconds"])
+        inside = max(res["reported"]) * flops_per_image
+        out[binarize] = {
+            "flops_per_second": wall,
+            "fraction_of_peak": wall / peak,
+            "flops_per_second_fit_timer": inside,
+            "fraction_of_peak_fit_timer": inside / peak,
+            "seconds": res["seconds"],
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# (c) peak memory of the CLI in a subprocess
+
+
+def bench_memory(data_dir: Path, limit_train: int | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [
+            sys.executable,
+            "-m",
+            "vae_tutorial",
+            "train",
+            "--dataset",
+            "fashion_mnist",
+            "--data-dir",
+            str(data_dir),
+            "--epochs",
+            "1",
+            "--out",
+            str(Path(tmp) / "run"),
+        ]
+        if limit_train:
+            command += ["--limit-train", str(limit_train)]
+        parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        start = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        seconds = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        if result.returncode != 0:
+            raise SystemExit(f"error: the training subprocess failed:\n{result.stderr[-2000:]}")
+        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10  # bytes vs kB
+    if after <= before or after <= parent:
+        print("warning: the figure may be the parent's or an earlier child's peak, not this run's")
+    return {
+        "command": " ".join(command[1:]),
+        "peak_rss_mb": after * scale,
+        "parent_rss_mb": parent * scale,
+        "seconds": seconds,
+        "train_images": limit_train or 60000,
+        "test_elbo": metrics["test_elbo"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder holding fashion-mnist/ (default: ../shared/data)",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 10,000 images, 1 repeat, 5,000-image memory run",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also save the figures here")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
+    args = parser.parse_args(argv)
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    # (c) first: a child's ru_maxrss includes the parent's resident pages at fork time, so the
+    # subprocess must start while this process is small (before TensorFlow and any data).
+    report = {"quick": args.quick, "load_before": machine_load()}
+    rows = []
+    memory_row = None
+    if "c" not in skip:
+        c = bench_memory(args.data_dir, 5000 if args.quick else None)
+        report["c_memory"] = c
+        print(
+            f"(c) {c['command']}: peak RSS {c['peak_rss_mb']:,.0f} MB, {c['seconds']:.0f} s, "
+            f"test ELBO {c['test_elbo']:.2f} (parent's RSS at spawn {c['parent_rss_mb']:.0f} MB)"
+        )
+        memory_row = (
+            "(c) peak RSS of the CLI, 1 epoch" + (" (quick: 5k)" if args.quick else ""),
+            f"{c['peak_rss_mb']:,.0f} MB",
+            f"<= {TARGET_MEMORY_MB:,.0f} MB",
+            c["peak_rss_mb"] <= TARGET_MEMORY_MB,
+        )
+
+    import tensorflow as tf
+
+    import vae_tutorial as vt
+
+    data = vt.load_dataset("fashion_mnist", args.data_dir)
+    images = data.train_images[:10000] if args.quick else data.train_images
+    repeats = 1 if args.quick else args.repeats
+    print(f"vae_tutorial {vt.__version__}, TensorFlow {tf.__version__}; {machine_load()}")
+    print(f"data: {data.source}; timing {len(images):,} images, best of {repeats}\n")
+    if "a" not in skip:
+        a = bench_seed_vs_fit(images, repeats)
+        report["a_seed_vs_fit"] = a
+        print(
+            f"(a) 784-128-2, batch 32: seed loop {a['seed_images_per_second']:,.0f} images/s, "
+            f"fit {a['fit_images_per_second']:,.0f} images/s (fit's own timer "
+            f"{a['fit_images_per_second_reported_by_fit']:,.0f})"
+        )
+        rows.append(
+            (
+                "(a) fit / seed loop, images/s (wall, whole fit call)",
+                f"{a['speedup']:.1f}x",
+                f">= {TARGET_SPEEDUP:.0f}x",
+                a["speedup"] >= TARGET_SPEEDUP,
+            )
+        )
+        inner = a["fit_images_per_second_reported_by_fit"] / a["seed_images_per_second"]
+        rows.append(
+            (
+                "(a') same, fit's own per-epoch timer",
+                f"{inner:.1f}x",
+                f">= {TARGET_SPEEDUP:.0f}x",
+                inner >= TARGET_SPEEDUP,
+            )
+        )
+    if "b" not in skip:
+        b = bench_flops(images, repeats)
+        report["b_flops"] = b
+        print(f"(b) FLOPs counted {b['formula']}")
+        print(
+            f"    matmul peak {b['matmul_peak_flops'] / 1e9:.1f} GFLOP/s "
+            f"(chain of 5 fp32 {b['matmul_size']}x{b['matmul_size']} products in a tf.function)"
+        )
+        for binarize in ("none", "dynamic"):
+            r = b[binarize]
+            print(
+                f"    fit, batch {b['batch_size']}, binarize={binarize}: "
+                f"{r['flops_per_second'] / 1e9:.1f} GFLOP/s wall "
+                f"({100 * r['fraction_of_peak']:.0f}% of peak; fit's own timer "
+                f"{100 * r['fraction_of_peak_fit_timer']:.0f}%)"
+            )
+        frac = b["none"]["fraction_of_peak"]
+        rows.append(
+            (
+                "(b) fit step FLOP/s / matmul peak (grey)",
+                f"{100 * frac:.0f}%",
+                f">= {100 * TARGET_PEAK_FRACTION:.0f}%",
+                frac >= TARGET_PEAK_FRACTION,
+            )
+        )
+        frac = b["dynamic"]["fraction_of_peak"]
+        rows.append(
+            (
+                "(b') same, dynamic binarization",
+                f"{100 * frac:.0f}%",
+                f">= {100 * TARGET_PEAK_FRACTION:.0f}%",
+                frac >= TARGET_PEAK_FRACTION,
+            )
+        )
+    if memory_row is not None:
+        rows.append(memory_row)
+    report["load_after"] = machine_load()
+    report["table"] = [
+        {"figure": name, "measured": value, "target": target, "pass": ok}
+        for name, value, target, ok in rows
+    ]
+    width = max(len(r[0]) for r in rows) if rows else 10
+    print(f"\n{'figure':<{width}}  {'measured':>10}  {'target':>10}  result")
+    for name, value, target, ok in rows:
+        print(f"{name:<{width}}  {value:>10}  {target:>10}  {'PASS' if ok else 'FAIL'}")
+    print(f"({report['load_after']})")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"saved {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
