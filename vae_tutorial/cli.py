@@ -112,6 +112,9 @@ def _float_at_least(minimum: float, strict: bool):
     return parse
 
 
+DEF = "(default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m vae_tutorial",
@@ -128,9 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
             "a larger --epochs continues training. ELBOs are in nats per image (negative; "
             "higher is better)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--dataset", choices=DATASETS, default="mnist")
+    train.add_argument("--dataset", choices=DATASETS, default="mnist", help="(default: mnist)")
     train.add_argument(
         "--data-dir",
         default=None,
@@ -142,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_int,
         default=d["epochs"],
-        help="total number of epochs (a re-run continues up to this many)",
+        help="total number of epochs; a re-run continues up to this many (default: %(default)s)",
     )
-    train.add_argument("--latent-dim", type=_positive_int, default=d["latent_dim"])
+    train.add_argument("--latent-dim", type=_positive_int, default=d["latent_dim"], help=DEF)
     train.add_argument(
         "--intermediate-dim",
         type=_int_list,
@@ -152,33 +154,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="hidden width(s) of the MLP: one int or a comma list like 512,512 "
         f"(default {','.join(map(str, d['intermediate_dim']))}; not used with --conv)",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=d["batch_size"])
+    train.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help=DEF)
     train.add_argument(
         "--binarize",
         choices=BINARIZE,
         default=d["binarize"],
         help="dynamic: fresh Bernoulli pixels each epoch (the literature's "
-        "protocol); static: one fixed draw; none: grey levels",
+        "protocol); static: one fixed draw; none: grey levels (default: %(default)s)",
     )
     train.add_argument(
         "--beta",
         type=_float_at_least(0.0, strict=False),
         default=d["beta"],
-        help="weight of the KL term (1 is the ELBO)",
+        help="weight of the KL term (1 is the ELBO; default: %(default)s)",
     )
     train.add_argument(
         "--kl-warmup-epochs",
         type=_non_negative_int,
         default=d["kl_warmup_epochs"],
-        help="ramp the KL weight linearly from 0 to --beta over this many epochs",
+        help="ramp the KL weight linearly from 0 to --beta over this many epochs (default: 0)",
     )
     train.add_argument(
         "--learning-rate",
         type=_float_at_least(0.0, strict=True),
         default=d["learning_rate"],
-        help="Adam learning rate",
+        help="Adam learning rate " + DEF,
     )
-    train.add_argument("--seed", type=_non_negative_int, default=d["seed"])
+    train.add_argument("--seed", type=_non_negative_int, default=d["seed"], help=DEF)
     train.add_argument(
         "--out",
         default=None,
@@ -213,11 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
             "weighted bound L_k (an estimate of log p(x)) and the single-sample ELBO on the "
             'test split, print them and add them to OUT/metrics.json under "iwae".'
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     evaluate.add_argument("--out", required=True, help="the run directory written by `train`")
     evaluate.add_argument(
-        "--k", type=_positive_int, default=1000, help="importance samples per image"
+        "--k", type=_positive_int, default=1000, help="importance samples per image " + DEF
     )
     evaluate.add_argument(
         "--max-images",
@@ -227,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="use only the first N test images (default: all)",
     )
     evaluate.add_argument(
-        "--batch-size", type=_positive_int, default=100, help="test images per batch"
+        "--batch-size", type=_positive_int, default=100, help="test images per batch " + DEF
     )
     evaluate.add_argument(
         "--data-dir", default=None, help="override the data folder recorded in config.json"
