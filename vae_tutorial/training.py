@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tutorial.compiled import compiled_for
 from vae_tutorial.data import BINARIZE_MODES, make_batches, num_batches
 from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.losses import negative_elbo_terms
@@ -60,8 +61,7 @@ def train_step_terms(model, optimizer, x, beta=1.0):
     return loss, reconstruction, kl
 
 
-@tf.function
-def _compiled_train_step(model, optimizer, x, beta):
+def _train_step_loss(model, optimizer, x, beta):
     return train_step_terms(model, optimizer, x, beta)[0]
 
 
@@ -77,7 +77,8 @@ def train_step(model, optimizer, x, beta=1.0):
     x = model._as_batch(x)
     with clear_errors():
         prepare_for_training(model, optimizer, x)
-        return _compiled_train_step(model, optimizer, x, tf.constant(beta, tf.float32))
+        step = compiled_for(model, _train_step_loss)
+        return step(optimizer, x, tf.constant(beta, tf.float32))
 
 
 # ============================================================================================
@@ -114,9 +115,6 @@ def kl_warmup_beta(epoch: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> 
     return float(beta) * min(1.0, epoch / kl_warmup_epochs)
 
 
-_jit_step = tf.function(train_step_terms, jit_compile=True)
-
-
 def _train_chunk_body(model, optimizer, iterator, beta, max_steps, jit_compile):
     """Up to ``max_steps`` steps from ``iterator``; returns on-device sums as one tensor.
 
@@ -136,7 +134,8 @@ def _train_chunk_body(model, optimizer, iterator, beta, max_steps, jit_compile):
         if jit_compile:
             # XLA compiles in-graph assertions away: check the pixels out here instead.
             x = check_pixels(x)
-            loss, reconstruction, kl = _jit_step(model, optimizer, x, beta)
+            jit_step = compiled_for(model, train_step_terms, jit_compile=True)
+            loss, reconstruction, kl = jit_step(optimizer, x, beta)
         else:
             loss, reconstruction, kl = train_step_terms(model, optimizer, x, beta)
         n = tf.cast(tf.shape(x)[0], tf.float32)
@@ -150,9 +149,6 @@ def _train_chunk_body(model, optimizer, iterator, beta, max_steps, jit_compile):
         [sums, tf.stack([images, tf.cast(steps, tf.float32), tf.cast(bad_step, tf.float32)])],
         axis=0,
     )
-
-
-_train_chunk = tf.function(_train_chunk_body)
 
 
 def _check_images_arg(images, name: str, *, required: bool) -> np.ndarray | None:
@@ -423,8 +419,7 @@ def fit(
             call_start = time.perf_counter()
             with clear_errors():
                 out = (
-                    _train_chunk(
-                        model,
+                    compiled_for(model, _train_chunk_body)(
                         optimizer,
                         iterator,
                         beta_tensor,
