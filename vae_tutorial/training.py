@@ -5,6 +5,7 @@ Taught in notebooks 03_gradienttape_training_step and 04_training_on_mnist.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -15,7 +16,16 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.data import BINARIZE_MODES, make_batches, num_batches
+from vae_tutorial.data import (
+    BINARIZE_MODES,
+    _aligned,
+    _as_tensor,
+    _epoch_order,
+    _static_draw,
+    _to_float,
+    make_batches,
+    num_batches,
+)
 from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.losses import negative_elbo_terms
 from vae_tutorial.validation import check_finite_number, check_pixels, clear_errors
@@ -52,12 +62,17 @@ def train_step_terms(model, optimizer, x, beta=1.0):
     batch is checked first, so a bad batch never reaches the variables.
     """
     x = check_pixels(x)
+    with tf.control_dependencies([x]):  # the step counter too waits for the checks
+        return _step_terms(model, optimizer, x, beta)
+
+
+def _step_terms(model, optimizer, x, beta):
+    """:func:`train_step_terms` without the pixel check, for batches valid by construction."""
     with tf.GradientTape() as tape:
         logits, mu, log_var = model(x, training=True)
         loss, reconstruction, kl = negative_elbo_terms(x, logits, mu, log_var, beta)
     gradients = tape.gradient(loss, model.trainable_variables)
-    with tf.control_dependencies([x]):  # the step counter too waits for the checks
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     return loss, reconstruction, kl
 
 
@@ -115,40 +130,60 @@ def kl_warmup_beta(epoch: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> 
     return float(beta) * min(1.0, epoch / kl_warmup_epochs)
 
 
-def _train_chunk_body(model, optimizer, iterator, beta, max_steps, jit_compile):
-    """Up to ``max_steps`` steps from ``iterator``; returns on-device sums as one tensor.
+def _train_chunk_body(
+    model,
+    optimizer,
+    images,
+    order,
+    first_batch,
+    steps,
+    beta,
+    epoch,
+    batch_size,
+    size,
+    binarize,
+    seed,
+    jit_step,
+):
+    """``steps`` steps on batches ``first_batch, first_batch + 1, ...`` of one epoch.
 
+    ``images``: the resident uint8 training images (``data._as_tensor``); ``order``: the
+    epoch's permutation (``data._epoch_order``). Batch b is ``images[order[b*B:b*B + size]]``
+    converted by ``data._to_float`` as ``make_batches(..., seed=seed, epoch=epoch)`` converts
+    it (in a graph x / 255 may become x * (1 / 255): grey levels can differ in the last bit).
+    ``size`` is a Python int (``batch_size``, or the epoch's last, smaller batch), so with
+    ``jit_compile`` one XLA computation runs the whole loop. uint8 / 255 is finite and in
+    [0, 1]: these batches need no pixel check. ``jit_step``: compile only each step with XLA
+    (not the loop: XLA's random numbers for "dynamic" binarization are about three times
+    slower than TensorFlow's). Returns on-device sums as one tensor
     ``[loss_sum, reconstruction_sum, kl_sum, images, steps, first_bad_step]``: per-image sums
     (batch mean x batch size) and, when a loss is NaN/Inf, the 1-based step in this call
     where it happened (the loop stops there), else 0.
     """
+    # make_batches' counter is (epoch << 32) + batch number; _to_float gets epoch 0 and the
+    # whole counter as its batch number, so the epoch can be a tensor (one trace for all).
+    if jit_step:
+        step = compiled_for(model, _step_terms, jit_compile=True)
+    else:
+        step = functools.partial(_step_terms, model)
+    counter_base = tf.bitwise.left_shift(epoch, tf.constant(32, tf.int64))
     sums = tf.zeros([3], tf.float32)
-    images = tf.constant(0.0)
-    steps = tf.constant(0)
-    bad_step = tf.constant(0)
-    for _ in tf.range(max_steps):
-        element = iterator.get_next_as_optional()
-        if not element.has_value():
-            break
-        x = tf.reshape(element.get_value(), [-1, *model.event_shape])
-        if jit_compile:
-            # XLA compiles in-graph assertions away: check the pixels out here instead.
-            x = check_pixels(x)
-            jit_step = compiled_for(model, train_step_terms, jit_compile=True)
-            loss, reconstruction, kl = jit_step(optimizer, x, beta)
-        else:
-            loss, reconstruction, kl = train_step_terms(model, optimizer, x, beta)
-        n = tf.cast(tf.shape(x)[0], tf.float32)
-        sums += tf.stack([loss, reconstruction, kl]) * n
-        images += n
-        steps += 1
+    steps_done = tf.constant(0, tf.int64)
+    bad_step = tf.constant(0, tf.int64)
+    while steps_done < steps:  # not tf.range: XLA would compile once per value of steps
+        batch_number = first_batch + steps_done
+        # A gather, not tf.slice: XLA would compile once per value of a slice's start.
+        indices = tf.gather(order, batch_number * batch_size + tf.range(size, dtype=tf.int64))
+        x = _to_float(tf.gather(images, indices), binarize, seed, 0, counter_base + batch_number)
+        x = tf.reshape(x, [size, *model.event_shape])
+        loss, reconstruction, kl = step(optimizer, x, beta)
+        sums += tf.stack([loss, reconstruction, kl]) * size
+        steps_done += 1
         if not tf.math.is_finite(loss):
-            bad_step = steps
+            bad_step = steps_done
             break
-    return tf.concat(
-        [sums, tf.stack([images, tf.cast(steps, tf.float32), tf.cast(bad_step, tf.float32)])],
-        axis=0,
-    )
+    counts = tf.cast(tf.stack([steps_done * size, steps_done, bad_step]), tf.float32)
+    return tf.concat([sums, counts], axis=0)
 
 
 def _check_images_arg(images, name: str, *, required: bool) -> np.ndarray | None:
@@ -309,15 +344,17 @@ def fit(
 ) -> list[dict]:
     """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
 
-    Many GradientTape steps (:func:`train_step_terms`) run per ``tf.function`` call. Epoch e's
-    batches come from ``make_batches(..., seed=seed, epoch=e)``; fit seeds Python, NumPy and
-    TensorFlow with ``keras.utils.set_random_seed(seed)`` first. ``beta`` weights the KL term,
-    ramped up over ``kl_warmup_epochs``. With ``checkpoint_dir`` a checkpoint (model, optimizer,
-    RNG state, history) is saved after every epoch and a later call resumes from it. A NaN/Inf
-    loss raises :class:`NonFiniteLossError`. ``jit_compile`` (None: XLA for flat MLP models,
-    where it is about twice as fast on CPU; not for convolutional ones, where it is not) compiles
-    each step with XLA. Returns one dict per epoch: epoch, train_loss, reconstruction, kl,
-    beta, test_elbo, seconds, images_per_second.
+    Many GradientTape steps run per ``tf.function`` call, on the images kept as one uint8
+    tensor: epoch e's batches are ``make_batches(..., seed=seed, epoch=e)``'s, gathered and
+    binarized in the graph (grey levels may differ from make_batches' in the last bit). fit
+    seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)`` first.
+    ``beta`` weights the KL term, ramped up over ``kl_warmup_epochs``. With ``checkpoint_dir``
+    a checkpoint (model, optimizer, RNG state, history) is saved after every epoch and a later
+    call resumes from it. A NaN/Inf loss raises :class:`NonFiniteLossError`. ``jit_compile``
+    (None: XLA for flat MLP models, where it is two to three times as fast on CPU; not for
+    convolutional ones, where it is not) runs many steps per XLA launch (each step alone with
+    "dynamic" binarization). Returns one dict per epoch: epoch, train_loss, reconstruction,
+    kl, beta, test_elbo, seconds, images_per_second.
     Taught in notebook 04_training_on_mnist.
     """
     epochs, batch_size, beta, kl_warmup_epochs, seed = _check_fit_args(
@@ -340,10 +377,35 @@ def fit(
     if optimizer is None:
         optimizer = keras.optimizers.Adam(learning_rate)
 
-    def batches(epoch):
-        return make_batches(
-            train_images, batch_size=batch_size, binarize=binarize, seed=seed, epoch=epoch
-        )
+    # The training images stay resident as one uint8 tensor; the chunk loop gathers and
+    # converts each batch in the graph, as make_batches does.
+    resident = train_images
+    if binarize == "static":  # as in make_batches: the fixed draw, as uint8 0/1
+        resident = _aligned(_static_draw(train_images, seed))
+    images_tensor = _as_tensor(resident)
+    full_batches, last_size = divmod(len(train_images), batch_size)
+    # XLA runs the whole chunk loop (many steps per launch), except with dynamic binarization:
+    # XLA's stateless random numbers are slow on CPU, so there only the step is compiled.
+    jit_loop = jit_compile and binarize != "dynamic"
+    chunk = compiled_for(model, _train_chunk_body, jit_compile=jit_loop)
+
+    def run_chunk(order, first_batch, steps, beta_tensor, epoch, size):
+        with clear_errors():
+            out = chunk(
+                optimizer,
+                images_tensor,
+                order,
+                tf.constant(first_batch, tf.int64),
+                tf.constant(steps, tf.int64),
+                beta_tensor,
+                tf.constant(epoch, tf.int64),
+                batch_size,
+                size,
+                binarize,
+                seed,
+                jit_compile and not jit_loop,
+            )
+            return out.numpy().astype(np.float64)
 
     steps_per_epoch = num_batches(len(train_images), batch_size)
     first = next(
@@ -414,38 +476,40 @@ def fit(
             )
         totals = np.zeros(5)
         start = time.perf_counter()
-        iterator = iter(batches(epoch - 1))
-        while True:
-            call_start = time.perf_counter()
-            with clear_errors():
-                out = (
-                    compiled_for(model, _train_chunk_body)(
+        order = tf.constant(_epoch_order(len(train_images), seed, epoch - 1))
+        # Full batches in calls of steps_per_call steps, then the last, smaller batch alone.
+        calls_left = [(full_batches, batch_size), (int(last_size > 0), last_size)]
+        for steps_left, size in calls_left:
+            while steps_left:
+                steps = min(steps_per_call, steps_left) if size == batch_size else steps_left
+                call_start = time.perf_counter()
+                out = run_chunk(order, int(totals[4]), steps, beta_tensor, epoch - 1, size)
+                elapsed = time.perf_counter() - call_start
+                done_before = int(totals[4])
+                totals += out[:5]
+                if out[5] or not np.all(np.isfinite(out[:5])):
+                    bad = done_before + int(out[5] or out[4])
+                    _stop_non_finite(
+                        model,
+                        manager,
+                        epoch,
+                        bad,
+                        steps_per_epoch,
                         optimizer,
-                        iterator,
-                        beta_tensor,
-                        tf.constant(steps_per_call),
-                        jit_compile,
+                        history,
+                        checkpoint_dir,
                     )
-                    .numpy()
-                    .astype(np.float64)
-                )
-            elapsed = time.perf_counter() - call_start
-            done_before = int(totals[4])
-            totals += out[:5]
-            if out[5] or not np.all(np.isfinite(out[:5])):
-                bad = done_before + int(out[5] or out[4])
-                _stop_non_finite(
-                    model, manager, epoch, bad, steps_per_epoch, optimizer, history, checkpoint_dir
-                )
-            if out[4] < steps_per_call:
-                break
-            if bar is not None:
-                bar.update(int(totals[4]), values=_bar_values(totals))
-            steps_per_call = int(
-                np.clip(
-                    steps_per_call * _SECONDS_PER_CALL / max(elapsed, 1e-3), 8, _MAX_STEPS_PER_CALL
-                )
-            )
+                steps_left -= steps
+                if bar is not None and totals[4] < steps_per_epoch:
+                    bar.update(int(totals[4]), values=_bar_values(totals))
+                if size == batch_size:
+                    steps_per_call = int(
+                        np.clip(
+                            steps * _SECONDS_PER_CALL / max(elapsed, 1e-3),
+                            8,
+                            _MAX_STEPS_PER_CALL,
+                        )
+                    )
         seconds = time.perf_counter() - start
         if bar is not None:
             bar.update(int(totals[4]), values=_bar_values(totals), finalize=True)
