@@ -171,15 +171,20 @@ def bench_flops(images, repeats: int) -> dict:
     model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
     optimizer = keras.optimizers.Adam(1e-3)
     results = {}
-    for binarize in ("none", "dynamic"):
-        kwargs = dict(
+
+    def one_epoch(binarize):
+        return fit(
+            model,
+            images,
             epochs=1,
             batch_size=COMPUTE_BATCH,
             optimizer=optimizer,
             binarize=binarize,
             progress=False,
         )
-        fit(model, images, **kwargs)  # warm-up: a whole epoch, every batch shape
+
+    for binarize in ("none", "dynamic"):
+        one_epoch(binarize)  # warm-up: a whole epoch, every batch shape
         results[binarize] = {"seconds": [], "reported": []}
     peak_times = []
     for _ in range(repeats):
@@ -188,15 +193,8 @@ def bench_flops(images, repeats: int) -> dict:
             matmul_chain(a, b).numpy()
             peak_times.append(time.perf_counter() - start)
         for binarize, res in results.items():
-            kwargs = dict(
-                epochs=1,
-                batch_size=COMPUTE_BATCH,
-                optimizer=optimizer,
-                binarize=binarize,
-                progress=False,
-            )
             start = time.perf_counter()
-            history = fit(model, images, **kwargs)
+            history = one_epoch(binarize)
             res["seconds"].append(time.perf_counter() - start)
             res["reported"].append(history[-1]["images_per_second"])
     peak = matmul_flops / min(peak_times)

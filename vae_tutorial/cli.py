@@ -549,14 +549,7 @@ def cmd_evaluate(args) -> int:
         "binarize": config["binarize"],
         "seconds": seconds,
     }
-    metrics = _read_json(out / "metrics.json") or {
-        "dataset": data.name,
-        "source": data.source,
-        "config": config,
-        "epochs": history,
-        "test_elbo": history[-1]["test_elbo"] if history else None,
-        "finished": len(history) >= config["epochs"],
-    }
+    metrics = _read_json(out / "metrics.json") or _metrics(data, config, history, None)
     metrics["iwae"] = result
     _write_json(out / "metrics.json", metrics)
     print(
