@@ -41,6 +41,7 @@ from vae_tutorial.data import (  # noqa: E402
     num_batches,
     read_idx,
 )
+
 # -- training loop --
 from vae_tutorial.training import NonFiniteLossError, fit, kl_warmup_beta  # noqa: E402
 
