@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from vae_tutorial import VAE, ConvDecoder, ConvEncoder, ConvVAE, Decoder, Encoder, vae_loss
 
@@ -41,9 +42,8 @@ def test_seed_constructor_arguments_work():
 def test_hidden_layers_follow_intermediate_dim():
     vae = VAE(latent_dim=20, intermediate_dim=[512, 256])
     vae(binary_images(2))
-    widths = [layer.units for layer in vae.encoder.hidden_layers]
-    assert widths == [512, 256]
-    assert [layer.units for layer in vae.decoder.hidden_layers] == [256, 512]
+    assert [layer.units for layer in vae.encoder.hidden.layers] == [512, 256]
+    assert [layer.units for layer in vae.decoder.hidden.layers] == [256, 512]
 
 
 def test_untrained_loss_is_near_784_log_2():
@@ -93,3 +93,17 @@ def test_bad_latent_dim_is_refused(bad):
 def test_bad_intermediate_dim_is_refused():
     with pytest.raises(ValueError, match="intermediate_dim must be a positive int"):
         VAE(intermediate_dim=[])
+
+
+@pytest.mark.parametrize("make", [lambda: VAE(2, [32, 16], seed=1), lambda: ConvVAE(2, seed=1)])
+def test_a_plain_tf_checkpoint_saves_every_variable(make, tmp_path):
+    """Layers and the sampling state are attributes that tf.train.Checkpoint can see."""
+    x = binary_images(2, make().event_shape)
+    model, copy = make(), make()
+    model(x), copy(x)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    for variable in copy.variables:
+        variable.assign(tf.zeros_like(variable))
+    tf.train.Checkpoint(model=copy).restore(path).assert_existing_objects_matched()
+    for saved, restored in zip(model.variables, copy.variables, strict=True):
+        np.testing.assert_array_equal(saved.numpy(), restored.numpy())

@@ -43,16 +43,17 @@ class Encoder(keras.Model):
 
     def __init__(self, latent_dim, intermediate_dim=128, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_layers = [
-            layers.Dense(size, activation="relu") for size in _hidden_sizes(intermediate_dim)
-        ]
+        # A Sequential, not a list of layers: tf.train.Checkpoint sees only layer attributes.
+        self.hidden = keras.Sequential(
+            [layers.Dense(size, activation="relu") for size in _hidden_sizes(intermediate_dim)],
+            name="hidden",
+        )
         self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
     def call(self, x):
-        for layer in self.hidden_layers:
-            x = layer(x)
-        return self.mu(x), self.log_var(x)
+        h = self.hidden(x)
+        return self.mu(h), self.log_var(h)
 
 
 class Decoder(keras.Model):
@@ -60,16 +61,17 @@ class Decoder(keras.Model):
 
     def __init__(self, latent_dim, intermediate_dim=128, output_dim=784, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_layers = [
-            layers.Dense(size, activation="relu")
-            for size in reversed(_hidden_sizes(intermediate_dim))
-        ]
+        self.hidden = keras.Sequential(
+            [
+                layers.Dense(size, activation="relu")
+                for size in reversed(_hidden_sizes(intermediate_dim))
+            ],
+            name="hidden",
+        )
         self.output_layer = layers.Dense(output_dim, name="logits")
 
     def call(self, z):
-        for layer in self.hidden_layers:
-            z = layer(z)
-        return self.output_layer(z)
+        return self.output_layer(self.hidden(z))
 
 
 class ConvEncoder(keras.Model):
@@ -77,18 +79,17 @@ class ConvEncoder(keras.Model):
 
     def __init__(self, latent_dim, filters=(32, 64), **kwargs):
         super().__init__(**kwargs)
-        self.convolutions = [
-            layers.Conv2D(f, 3, strides=2, padding="same", activation="relu") for f in filters
-        ]
-        self.flatten = layers.Flatten()
+        self.features = keras.Sequential(
+            [layers.Conv2D(f, 3, strides=2, padding="same", activation="relu") for f in filters]
+            + [layers.Flatten()],
+            name="features",
+        )
         self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
     def call(self, x):
-        for conv in self.convolutions:
-            x = conv(x)
-        x = self.flatten(x)
-        return self.mu(x), self.log_var(x)
+        h = self.features(x)
+        return self.mu(h), self.log_var(h)
 
 
 class ConvDecoder(keras.Model):
@@ -97,19 +98,21 @@ class ConvDecoder(keras.Model):
 
     def __init__(self, latent_dim, filters=(64, 32), **kwargs):
         super().__init__(**kwargs)
-        self.project = layers.Dense(7 * 7 * filters[0], activation="relu")
-        self.reshape = layers.Reshape((7, 7, filters[0]))
-        self.upsamplings = [
-            layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")
-            for f in filters
-        ]
+        self.upsample = keras.Sequential(
+            [
+                layers.Dense(7 * 7 * filters[0], activation="relu"),
+                layers.Reshape((7, 7, filters[0])),
+            ]
+            + [
+                layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")
+                for f in filters
+            ],
+            name="upsample",
+        )
         self.output_layer = layers.Conv2DTranspose(1, 3, padding="same", name="logits")
 
     def call(self, z):
-        x = self.reshape(self.project(z))
-        for upsample in self.upsamplings:
-            x = upsample(x)
-        return self.output_layer(x)
+        return self.output_layer(self.upsample(z))
 
 
 class _VariationalAutoencoder(keras.Model):
@@ -123,8 +126,14 @@ class _VariationalAutoencoder(keras.Model):
         super().__init__(**kwargs)
         self.latent_dim = _check_latent_dim(latent_dim)
         self.seed = seed
-        # A Keras seed generator is a variable: checkpoints save and restore its state.
         self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # A Keras seed generator is no TensorFlow trackable: name its state here, so that
+        # tf.train.Checkpoint(model=...) saves and restores the sampling RNG with the weights.
+        children = super()._trackable_children(save_type, **kwargs)
+        children["sampling_state"] = self.seed_generator.state
+        return children
 
     def _as_batch(self, x):
         x = tf.convert_to_tensor(x)

@@ -431,11 +431,6 @@ def fit(
         history_var = tf.Variable("[]", dtype=tf.string)
         checkpoint = tf.train.Checkpoint(
             model=model,
-            # Keras 3 models do not expose every variable to tf.train.Checkpoint (layers kept in
-            # lists, the seed generator); list them all, in the model's fixed order.
-            model_variables=tf.train.Checkpoint(
-                **{f"v{i:03d}": v for i, v in enumerate(model.variables)}
-            ),
             optimizer=optimizer,
             epoch=epoch_var,
             history=history_var,
