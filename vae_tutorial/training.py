@@ -17,9 +17,9 @@ import tensorflow as tf
 
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.data import (
-    BINARIZE_MODES,
     _aligned,
     _as_tensor,
+    _check_binarize,
     _epoch_order,
     _static_draw,
     _to_float,
@@ -237,11 +237,7 @@ def _check_fit_args(
         raise ValueError(
             f"{error} Use beta >= 0 (1.0 is the ELBO) and a positive learning rate (e.g. 1e-3)."
         ) from None
-    if binarize not in BINARIZE_MODES:
-        raise ValueError(
-            f"binarize={binarize!r} is not a valid choice; use one of "
-            f"{', '.join(repr(m) for m in BINARIZE_MODES)}."
-        )
+    _check_binarize(binarize)
     return epochs, batch_size, beta, kl_warmup_epochs, seed
 
 
