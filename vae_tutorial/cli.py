@@ -6,7 +6,7 @@ again resumes from the last checkpoint; a larger ``--epochs`` continues training
 ``evaluate`` restores a run and adds the importance-weighted estimate of the test
 log-likelihood to its ``metrics.json``.
 
-Taught in notebook 04_training_on_mnist.
+Taught in notebook 05_training_on_mnist.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 A module-level ``tf.function`` that takes the model as an argument retraces for every new
 model, and after a few models TensorFlow warns about excessive retracing. Here each model
 gets its own compiled functions, which hold the model weakly: they go away with it.
-Taught in notebook 03_gradienttape_training_step.
+Taught in notebook 04_gradienttape_training_step.
 """
 
 from __future__ import annotations

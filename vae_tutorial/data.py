@@ -12,7 +12,7 @@ Where the images come from (first match wins):
 Images stay ``uint8`` until a batch is formed; :func:`make_batches` turns each batch into
 float32 values in [0, 1], binarized or not.
 
-Taught in notebook 04_training_on_mnist.
+Taught in notebook 05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ _DATASETS = {
 class DataError(ValueError):
     """A dataset could not be found, read or trusted; the message names the file and the fix.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
 
 
@@ -125,7 +125,7 @@ class ImageData:
     ``source`` says in a few words where the data came from; ``class_names`` gives the label
     names; ``subset(n_train, n_test)`` keeps the first images of each split (quick mode).
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
 
     name: str
@@ -139,7 +139,7 @@ class ImageData:
     def class_names(self) -> tuple[str, ...]:
         """The label names: the digits "0".."9" for MNIST, the 10 clothing names otherwise.
 
-        Taught in notebook 04_training_on_mnist.
+        Taught in notebook 05_training_on_mnist.
         """
         return _DATASETS[self.name].class_names
 
@@ -148,7 +148,7 @@ class ImageData:
 
         The arrays are views, not copies. Asking for more images than there are is an error.
 
-        Taught in notebook 04_training_on_mnist.
+        Taught in notebook 05_training_on_mnist.
         """
         n_train = self._check_count("n_train", n_train, len(self.train_images))
         n_test = self._check_count("n_test", n_test, len(self.test_images))
@@ -212,7 +212,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     IDX: a big-endian 4-byte magic number ``0x0000 08 ndim`` (08 = unsigned bytes), one
     4-byte size per dimension, then the data. Anything else raises :class:`DataError`.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     path = Path(path)
     fix = "re-download it."
@@ -478,7 +478,7 @@ def load_dataset(
     official MNIST test split, 8,000 train / 2,000 test) is used and one ``NOTICE:`` line on
     stderr says so; for Fashion-MNIST it is a :class:`DataError`.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     key = _canonical_name(name)
     spec = _DATASETS[key]
@@ -640,7 +640,7 @@ def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: 
 def num_batches(n_images: int, batch_size: int, drop_remainder: bool = False) -> int:
     """How many batches :func:`make_batches` yields for ``n_images`` images.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     n_images = _check_int("n_images", n_images, 0, 2**62)
     batch_size = _check_int("batch_size", batch_size, 1)
@@ -668,7 +668,7 @@ def make_batches(
     epoch. The batches read ``images`` in place: do not modify the array while iterating.
     The last, smaller batch is kept unless ``drop_remainder``.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     images = _check_images(images, "make_batches")
     batch_size = _check_int("batch_size", batch_size, 1)

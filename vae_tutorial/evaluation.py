@@ -1,7 +1,7 @@
 """Scoring a trained VAE: the held-out ELBO, the importance-weighted bound, active units.
 
 A deterministic z (the posterior mean) is not the ELBO: every score here samples z.
-Taught in notebook 04_training_on_mnist.
+Taught in notebook 05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def iwae_bound(model, x, k, seed=None):
     L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
     drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
     ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``.
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int (number of importance samples), got {k!r}.")
@@ -86,7 +86,7 @@ def evaluate_elbo(model, batches) -> dict[str, float]:
 
     Returns ``{"elbo", "log_likelihood", "kl", "images"}``. One z is sampled per image, as
     in training, and the whole pass runs inside one ``tf.function``.
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     with clear_errors():
         sums = compiled_for(model, _elbo_sums)(batches)
@@ -105,7 +105,7 @@ def evaluate_iwae(model, batches, k, seed=None) -> float:
     """Average importance-weighted bound L_k over a dataset, in nats per image.
 
     With large k (1,000-5,000) this is the standard estimate of the test log-likelihood.
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     total, count = 0.0, 0
     for x in batches:
@@ -121,7 +121,7 @@ def posterior_mean_variance(model, batches) -> np.ndarray:
     """Per latent dimension, the variance across the data of the posterior mean E_q[z | x].
 
     A dimension whose posterior mean does not move with x carries no information about x:
-    it has collapsed to the prior. Taught in notebook 05_latent_space.
+    it has collapsed to the prior. Taught in notebook 06_latent_space.
     """
     means = [model.encode(_as_model_batch(model, x))[0].numpy() for x in batches]
     if not means:
@@ -133,6 +133,6 @@ def active_units(model, batches, threshold=0.01) -> int:
     """How many latent dimensions are active: Cov_x(E_q[z | x]) > ``threshold``.
 
     The posterior-collapse diagnostic of Burda et al. (2015), who use threshold 0.01.
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     return int((posterior_mean_variance(model, batches) > threshold).sum())

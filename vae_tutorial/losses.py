@@ -67,7 +67,7 @@ def gaussian_log_density(z, mu, log_var):
     """log N(z; mu, diag(exp(log_var))) summed over the last axis.
 
     Used for log p(z) (mu = 0, log_var = 0) and log q(z | x) in the importance-weighted
-    bound. Taught in notebook 04_training_on_mnist.
+    bound. Taught in notebook 05_training_on_mnist.
     """
     z = tf.convert_to_tensor(z)
     mu = tf.cast(mu, z.dtype)

@@ -2,8 +2,8 @@
 
 Every encoder maps a batch to ``(mu, log_var)`` of the approximate posterior q(z | x);
 every decoder maps latent codes to Bernoulli *logits* (not probabilities: the loss works
-from logits, which stays finite). Taught in notebooks 03_gradienttape_training_step and
-04_training_on_mnist.
+from logits, which stays finite). Taught in notebooks 04_gradienttape_training_step and
+05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ class VAE(_VariationalAutoencoder):
     """The seed's MLP VAE: ``VAE(latent_dim=2, intermediate_dim=128, input_dim=784)``.
 
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
-    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_gradienttape_training_step.
+    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 04_gradienttape_training_step.
     """
 
     def __init__(self, latent_dim=2, intermediate_dim=128, input_dim=784, seed=None, **kwargs):
@@ -202,7 +202,7 @@ class VAE(_VariationalAutoencoder):
 class ConvVAE(_VariationalAutoencoder):
     """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
 
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
 
     def __init__(self, latent_dim=2, seed=None, **kwargs):

@@ -6,7 +6,7 @@ and none needs closing); a script saves it with ``fig.savefig(...)``. Images may
 uint8 arrays of ``load_dataset`` (N, 28, 28) or floats in [0, 1]; they are reshaped to the
 model's ``event_shape`` and encoded in batches, so no float copy of a whole dataset is made.
 
-Taught in notebooks 04_training_on_mnist (curves) and 05_latent_space (the rest).
+Taught in notebooks 05_training_on_mnist (curves) and 06_latent_space (the rest).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def pca_project(points, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     explained_variance_ratio (n_components,))``. Each direction's sign is fixed so that its
     largest-magnitude coordinate is positive, making the picture reproducible.
 
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or len(points) == 0:
@@ -172,7 +172,7 @@ def manifold_grid(n: int = 20) -> np.ndarray:
     the same prior probability mass. ``grid[row, col] = (q[col], q[n - 1 - row])``: z1 grows
     to the right, z2 grows upwards, as on a plot.
 
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     n = _check_positive_int("n", n)
     normal = NormalDist()
@@ -191,7 +191,7 @@ def plot_history(history) -> Figure:
     ``history`` is the list of dicts returned by ``fit`` (keys ``epoch``, ``train_loss``,
     ``reconstruction``, ``kl``, ``test_elbo``...) or a ``metrics.json`` dict holding it under
     ``"epochs"``. Three panels; a missing test ELBO is simply not drawn.
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     if isinstance(history, Mapping):
         history = history.get("epochs", [])
@@ -229,7 +229,7 @@ def plot_reconstructions(model, images, n: int = 10) -> Figure:
     """The first ``n`` images (top row) over their reconstructions (bottom row).
 
     A reconstruction is the decoder's pixel probabilities at the posterior mean. The figure
-    has ``2 * n`` axes with one image each. Taught in notebook 05_latent_space.
+    has ``2 * n`` axes with one image each. Taught in notebook 06_latent_space.
     """
     n = _check_positive_int("n", n)
     images = np.asarray(images)[:n]
@@ -253,7 +253,7 @@ def plot_samples(model, n: int = 64) -> Figure:
     """``n`` new images decoded from z ~ N(0, I), as one square-ish mosaic (one axes).
 
     Shown are the decoder's pixel probabilities (the mean image), not binary draws.
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     n = _check_positive_int("n", n)
     pictures = _as_pictures(np.asarray(model.sample(n)))
@@ -270,7 +270,7 @@ def plot_latent_scatter(model, images, labels, class_names: Sequence[str] | None
 
     With ``latent_dim > 2`` the means are projected on their two directions of largest
     variance (PCA by numpy SVD, see :func:`pca_project`) and the title says so.
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != len(images):
@@ -315,7 +315,7 @@ def plot_manifold(model, n: int = 20) -> Figure:
 
     Only for a 2-d latent space. The grid's coordinates are standard-normal quantiles
     (:func:`manifold_grid`), so it spans the prior evenly in probability.
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     n = _check_positive_int("n", n)
     if model.latent_dim != 2:
@@ -346,7 +346,7 @@ def plot_interpolation(model, image_a, image_b, steps: int = 10) -> Figure:
     """Decode ``steps`` points on the straight line between the posterior means of two images.
 
     z_t = (1 - t) mu_a + t mu_b for t evenly spaced in [0, 1]; one axes per step.
-    Taught in notebook 05_latent_space.
+    Taught in notebook 06_latent_space.
     """
     steps = _check_positive_int("steps", steps)
     if steps < 2:

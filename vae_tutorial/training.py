@@ -1,6 +1,6 @@
 """The GradientTape training step and fit(), the training loop built on it.
 
-Taught in notebooks 03_gradienttape_training_step and 04_training_on_mnist.
+Taught in notebooks 04_gradienttape_training_step and 05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def train_step(model, optimizer, x, beta=1.0):
     ``loss = train_step(model, optimizer, x)`` returns the batch's negative ELBO (a scalar
     tensor, nats per image). It works for any number of models and optimizers in one
     process: each new pair is traced once, after its variables exist.
-    Taught in notebook 03_gradienttape_training_step.
+    Taught in notebook 04_gradienttape_training_step.
     """
     check_finite_number(beta, "beta")
     x = model._as_batch(x)
@@ -97,7 +97,7 @@ def train_step(model, optimizer, x, beta=1.0):
 
 
 # ============================================================================================
-# fit(): the whole training loop. Taught in notebook 04_training_on_mnist.
+# fit(): the whole training loop. Taught in notebook 05_training_on_mnist.
 
 _TEST_EPOCH = 2**30  # make_batches' largest epoch index: the held-out set's fixed binarization
 _FIRST_STEPS_PER_CALL = 32
@@ -111,7 +111,7 @@ class NonFiniteLossError(FloatingPointError):
 
     Attributes: ``epoch`` (1-based), ``step`` (1-based, within the epoch), ``checkpoint`` (path
     of the last good checkpoint or None) and ``history`` (the finished epochs).
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
 
     def __init__(self, message, *, epoch, step, checkpoint, history):
@@ -123,7 +123,7 @@ def kl_warmup_beta(epoch: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> 
     """The KL weight of 1-based ``epoch``: ``beta * min(1, epoch / kl_warmup_epochs)``.
 
     With ``kl_warmup_epochs=0`` it is ``beta`` from the start. Taught in notebook
-    04_training_on_mnist.
+    05_training_on_mnist.
     """
     if kl_warmup_epochs <= 0:
         return float(beta)
@@ -351,7 +351,7 @@ def fit(
     convolutional ones, where it is not) runs many steps per XLA launch (each step alone with
     "dynamic" binarization). Returns one dict per epoch: epoch, train_loss, reconstruction,
     kl, beta, test_elbo, seconds, images_per_second.
-    Taught in notebook 04_training_on_mnist.
+    Taught in notebook 05_training_on_mnist.
     """
     epochs, batch_size, beta, kl_warmup_epochs, seed = _check_fit_args(
         model,

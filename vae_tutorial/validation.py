@@ -5,7 +5,7 @@ checks (pixel range, NaN/Inf) run on every batch; inside a ``tf.function`` they 
 assertions, so they cost no host round-trip, and :func:`clear_errors` turns their
 ``InvalidArgumentError`` into a plain ``ValueError`` at the boundary the learner called.
 
-Taught in notebook 03_gradienttape_training_step.
+Taught in notebook 04_gradienttape_training_step.
 """
 
 from __future__ import annotations
