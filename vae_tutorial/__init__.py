@@ -3,10 +3,10 @@
 Every public function says which notebook teaches it. Start with ``notebooks/00_index.ipynb``.
 """
 
-import os
+from vae_tutorial.quiet_start import import_tensorflow_quietly
 
-# TensorFlow's C++ start-up chatter buries the first lines a learner should read.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up notices would bury the first lines a learner should read.
+import_tensorflow_quietly()
 
 from vae_tutorial.config import quick_mode  # noqa: E402
 from vae_tutorial.resources import peak_memory_mb, run_summary  # noqa: E402
