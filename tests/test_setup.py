@@ -100,7 +100,7 @@ def _environment_yml() -> tuple[dict[str, SpecifierSet], dict[str, SpecifierSet]
             continue
         if not item.startswith("- "):
             continue
-        item = item[2:].strip()
+        item = item[2:].strip().strip("\"'")
         indent = len(line) - len(line.lstrip())
         if in_pip and indent > 4:
             pip_raw.append(item)
@@ -161,6 +161,41 @@ def test_environment_yml_pins_agree_with_pyproject(name):
     pinned = pip.get(name, conda.get(name))
     assert pinned is not None, f"environment.yml does not list {name}"
     _assert_agrees("environment.yml", name, pinned, _pyproject_specs()[name])
+
+
+# (sys_platform, platform_machine) of the laptops the README promises: Linux and Windows on
+# x86-64, Apple-silicon Macs, ARM Linux (e.g. a Raspberry Pi 5).
+PLATFORMS = [("linux", "x86_64"), ("win32", "AMD64"), ("darwin", "arm64"), ("linux", "aarch64")]
+
+
+def _selected(lines: list[str], sys_platform: str, machine: str) -> set[str]:
+    """The requirements (name and specifier, no marker) that pip installs on that platform."""
+    environment = {"sys_platform": sys_platform, "platform_machine": machine}
+    chosen = set()
+    for line in lines:
+        if line.startswith("-"):  # -e . and other pip options
+            continue
+        req = Requirement(line)
+        if req.marker is None or req.marker.evaluate(environment):
+            chosen.add(f"{canonicalize_name(req.name)}{req.specifier}")
+    return chosen
+
+
+@pytest.mark.parametrize("platform", PLATFORMS, ids="-".join)
+def test_environment_yml_installs_what_pyproject_does_on_each_platform(platform):
+    pyproject = _selected(_pyproject()["project"]["dependencies"], *platform)
+    _, _, pip_raw = _environment_yml()
+    from_pip_section = _selected(pip_raw, *platform)
+    tensorflow = {r for r in pyproject if r.startswith("tensorflow") and "board" not in r}
+    assert len(tensorflow) == 1, f"pyproject.toml selects {tensorflow} on {platform}"
+    assert tensorflow <= from_pip_section, (
+        f"on {platform} pyproject.toml installs {tensorflow} but environment.yml's pip section "
+        f"installs {from_pip_section}: give both the same environment markers"
+    )
+    for requirement in from_pip_section:
+        assert requirement in pyproject, (
+            f"environment.yml installs {requirement} on {platform}, pyproject.toml does not"
+        )
 
 
 def test_environment_yml_channels_and_package():
