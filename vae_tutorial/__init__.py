@@ -3,10 +3,11 @@
 Every public function says which notebook teaches it. Start with ``notebooks/00_index.ipynb``.
 """
 
-from vae_tutorial.quiet_start import import_tensorflow_quietly
+from vae_tutorial.startup import check_versions, import_tensorflow_quietly
 
 # TensorFlow's C++ start-up notices would bury the first lines a learner should read.
-import_tensorflow_quietly()
+_tf = import_tensorflow_quietly()
+check_versions(_tf.__version__, _tf.keras.__version__)
 
 from vae_tutorial.config import quick_mode  # noqa: E402
 from vae_tutorial.resources import peak_memory_mb, run_summary  # noqa: E402
@@ -28,7 +29,7 @@ from vae_tutorial.losses import (  # noqa: E402
     vae_loss,
 )
 from vae_tutorial.models import VAE, ConvDecoder, ConvEncoder, ConvVAE, Decoder, Encoder  # noqa: E402
-from vae_tutorial.training import train_step  # noqa: E402
+from vae_tutorial.step import train_step  # noqa: E402
 
 # -- data --
 from vae_tutorial.data import (  # noqa: E402
@@ -43,7 +44,9 @@ from vae_tutorial.data import (  # noqa: E402
 )
 
 # -- training loop --
+from vae_tutorial.checkpoints import restore_run  # noqa: E402
 from vae_tutorial.training import NonFiniteLossError, fit, kl_warmup_beta  # noqa: E402
+from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 
 # -- plotting --
 from vae_tutorial.plotting import (  # noqa: E402
