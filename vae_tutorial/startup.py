@@ -31,7 +31,10 @@ START_UP_NOTICE = re.compile(
 
 
 def import_tensorflow_quietly():
-    """Import and return ``tensorflow``, keeping back only its known start-up notices."""
+    """Import and return ``tensorflow``, keeping back only its known start-up notices.
+
+    ``import vae_tutorial`` calls it first. Taught in notebook 00_index.
+    """
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # Python-side INFO and WARNING lines
