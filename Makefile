@@ -18,8 +18,9 @@ PYTEST_ARGS ?=
 # Extra options for `jupyter lab`; as root (e.g. in a container) it needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
-# nbval: run every cell, compare only cells marked NBVAL_CHECK_OUTPUT, in this environment's kernel.
-NBVAL_OPTS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+# nbval: run every cell, compare only cells marked NBVAL_CHECK_OUTPUT (pyproject.toml's addopts
+# add this environment's kernel and the sanitize file).
+NBVAL_OPTS := --nbval-lax
 
 .PHONY: lab test browser-test lint benchmark clean venv
 

@@ -26,7 +26,9 @@ else:  # pytest itself depends on tomli before 3.11
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOK_DIR = ROOT / "notebooks"
+# The lessons and their solutions (notebooks/solutions/), not Jupyter's autosave copies.
+NOTEBOOKS = sorted(p for p in NOTEBOOK_DIR.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 # Compared everywhere they are pinned. tensorflow-cpu and tensorflow are one package here.
 CHECKED = ("tensorflow", "keras", "numpy", "matplotlib", "tensorboard")
@@ -281,15 +283,46 @@ def test_notebook_uses_python3_kernel(notebook):
 
 def test_first_markdown_cell_links_to_binder_and_colab(notebook):
     path = notebook
+    name = path.relative_to(NOTEBOOK_DIR).as_posix()
     links = _links()
     cells = [c for c in _load(path)["cells"] if c["cell_type"] == "markdown"]
-    assert cells, f"{path.name} has no markdown cell"
+    assert cells, f"{name} has no markdown cell"
     first = "".join(cells[0]["source"])
-    for label, url in (
-        ("Binder", links.binder_url(path.name)),
-        ("Colab", links.colab_url(path.name)),
-    ):
+    for label, url in (("Binder", links.binder_url(name)), ("Colab", links.colab_url(name))):
         assert url in first, (
-            f"{path.name}: the first markdown cell lacks the {label} link {url}. "
-            f"`python tools/links.py {path.name}` prints the badge line to paste."
+            f"{name}: the first markdown cell lacks the {label} link {url}. "
+            f"`python tools/links.py {name}` prints the badge line to paste."
         )
+
+
+COLAB_INSTALL = (
+    'if "google.colab" in sys.modules:',
+    '%pip install --quiet --no-deps "vae_tutorial @ git+https://github.com/',
+)
+
+
+def test_first_code_cell_installs_the_package_on_colab_only(notebook):
+    code = [c for c in _load(notebook)["cells"] if c["cell_type"] == "code"]
+    first = "".join(code[0]["source"])
+    for part in COLAB_INSTALL:
+        assert part in first, (
+            f"{notebook.name}: the first code cell should install vae_tutorial on Colab only "
+            f"(copy the first code cell of notebooks/00_index.ipynb); it lacks {part!r}"
+        )
+
+
+def test_committed_outputs_hold_no_logs_or_escape_codes(notebook):
+    noise = {
+        "TensorFlow start-up log": re.compile(r"oneDNN custom operations|absl::InitializeLog"),
+        "TensorFlow C++ warning": re.compile(r"^[WE]\d{4} .*\.cc:\d+\]", re.M),
+        "ANSI escape code": re.compile("\x1b\\["),
+        "download-failure text": re.compile(r"Name or service not known|Downloading data from"),
+    }
+    found = [
+        (i, what)
+        for i, cell in enumerate(_load(notebook)["cells"])
+        for output in cell.get("outputs", [])
+        for what, pattern in noise.items()
+        if pattern.search("".join(output.get("text", "")))
+    ]
+    assert not found, f"{notebook.name}: committed outputs hold logs (cell, kind): {found}"
