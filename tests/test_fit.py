@@ -264,7 +264,7 @@ def test_kl_warmup_schedule():
         ({"batch_size": 0}, "batch_size must be an int >= 1"),
         ({"beta": -1.0}, "beta must be a finite number"),
         ({"binarize": "grey"}, "binarize='grey' is not a valid choice"),
-        ({"learning_rate": 0.0}, "learning_rate must be > 0"),
+        ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
         ({"kl_warmup_epochs": -1}, "kl_warmup_epochs must be an int >= 0"),
         ({"train": TRAIN / 255.0}, "raw uint8 images"),
         ({"train": TRAIN.reshape(-1, 784)}, r"reshape\(-1, 28, 28\)"),

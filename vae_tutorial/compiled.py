@@ -16,8 +16,8 @@ import tensorflow as tf
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _call_with_model(model_ref, function, *args):
-    return function(model_ref(), *args)
+def _call_with_model(model_ref, function, *args, **kwargs):
+    return function(model_ref(), *args, **kwargs)
 
 
 def compiled_for(model, function, **tf_function_options):

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.losses import bernoulli_log_likelihood, gaussian_log_density, kl_divergence
-from vae_tutorial.validation import clear_errors
+from vae_tutorial.validation import graph_errors_as_value_errors
 
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
 _SAMPLE_BUDGET = 2**23
@@ -47,7 +47,7 @@ def iwae_bound(model, x, k, seed=None):
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int (number of importance samples), got {k!r}.")
-    with clear_errors():
+    with graph_errors_as_value_errors():
         x = tf.convert_to_tensor(x, tf.float32)
         mu, log_var = model.encode(x)
         values_per_sample = max(1, int(np.prod(x.shape)))
@@ -88,7 +88,7 @@ def evaluate_elbo(model, batches) -> dict[str, float]:
     in training, and the whole pass runs inside one ``tf.function``.
     Taught in notebook 05_training_on_mnist.
     """
-    with clear_errors():
+    with graph_errors_as_value_errors():
         sums = compiled_for(model, _elbo_sums)(batches)
         elbo, log_px_z, kl, count = sums.numpy().tolist()
     if count == 0:

@@ -1,9 +1,10 @@
 """Input checks that fail with a message naming the problem and the fix.
 
-Shape checks are static: they run once, when a function is called eagerly or traced. Value
-checks (pixel range, NaN/Inf) run on every batch; inside a ``tf.function`` they are in-graph
-assertions, so they cost no host round-trip, and :func:`clear_errors` turns their
-``InvalidArgumentError`` into a plain ``ValueError`` at the boundary the learner called.
+Every check of the package's inputs lives here. Shape and argument checks run once, in
+Python. Value checks on a batch (pixel range, NaN/Inf) run on every batch; inside a
+``tf.function`` they are in-graph assertions, so they cost no host round-trip, and
+:func:`graph_errors_as_value_errors` turns their failure into a plain ``ValueError`` at the
+boundary the learner called.
 
 Taught in notebook 04_gradienttape_training_step.
 """
@@ -11,10 +12,12 @@ Taught in notebook 04_gradienttape_training_step.
 from __future__ import annotations
 
 import contextlib
-import functools
+import math
 
+import numpy as np
 import tensorflow as tf
 
+IMAGE_SHAPE = (28, 28)
 PIXEL_RANGE_MESSAGE = (
     "pixel values must lie in [0, 1], but the batch has values outside that range. "
     "If your images are uint8 in 0..255, divide them by 255 first "
@@ -25,6 +28,97 @@ NON_FINITE_MESSAGE = (
     "or a missing value in the data; every pixel must be a finite number in [0, 1]."
 )
 _IN_GRAPH_MESSAGES = (PIXEL_RANGE_MESSAGE, NON_FINITE_MESSAGE)
+
+
+# --------------------------------------------------------------------------------------------
+# Arguments: numbers, choices, image arrays, models
+
+
+def check_int(value, name: str, minimum: int, maximum: int | None = None, fix: str = "") -> int:
+    """Require an int (not a bool) in ``[minimum, maximum]``; return it as a Python int."""
+    fix = f" {fix}" if fix else ""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.{fix}")
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and <= {maximum}" if maximum is not None else ""
+        raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value}.{fix}")
+    return int(value)
+
+
+def check_finite_number(
+    value: float, name: str, *, minimum: float = 0.0, exclusive: bool = False, fix: str = ""
+) -> float:
+    """Require a finite number ``>= minimum`` (``> minimum`` when ``exclusive``)."""
+    fix = f" {fix}" if fix else ""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}.{fix}")
+    value = float(value)
+    relation = ">" if exclusive else ">="
+    too_small = value <= minimum if exclusive else value < minimum
+    if not math.isfinite(value) or too_small:
+        raise ValueError(
+            f"{name} must be a finite number {relation} {minimum:g}, got {value}.{fix}"
+        )
+    return value
+
+
+def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+    """Require one of ``choices`` (e.g. binarize: "none", "static" or "dynamic")."""
+    if value not in choices:
+        raise ValueError(
+            f"{name}={value!r} is not a valid choice; use one of "
+            f"{', '.join(repr(c) for c in choices)}."
+        )
+    return value
+
+
+def check_uint8_images(images, name: str) -> np.ndarray:
+    """Require raw uint8 images (N, 28, 28), N >= 1, as ``load_dataset`` returns them."""
+    if hasattr(images, "train_images"):  # an ImageData
+        raise TypeError(
+            f"{name} must be an image array, not an ImageData: pass data.train_images "
+            "or data.test_images."
+        )
+    if isinstance(images, tf.data.Dataset) or images is None:
+        raise ValueError(
+            f"{name} must be a uint8 array of shape (N, 28, 28), e.g. data.train_images from "
+            f"vae_tutorial.load_dataset, got {type(images).__name__}; the batches are built "
+            "from it (make_batches)."
+        )
+    array = np.asarray(images)
+    if (
+        array.dtype == np.uint8
+        and array.shape[1:] == IMAGE_SHAPE
+        and array.ndim == 3
+        and len(array)
+    ):
+        return array
+    hint = ""
+    if array.dtype != np.uint8:
+        hint = (
+            " Pass data.train_images itself, not a float copy (each batch is converted as it "
+            "is formed); floats in [0, 1] convert back with np.round(x * 255).astype(np.uint8)."
+        )
+    elif array.ndim == 2 and array.shape[1:] == (784,):
+        hint = " Reshape flat images with images.reshape(-1, 28, 28)."
+    raise ValueError(
+        f"{name} must be the raw uint8 images (N, 28, 28) with N >= 1, as in data.train_images "
+        f"from vae_tutorial.load_dataset; got dtype {array.dtype} and shape {array.shape}.{hint}"
+    )
+
+
+def check_image_model(model) -> None:
+    """Require a vae_tutorial VAE or ConvVAE for 28x28 images (what fit trains)."""
+    shape = getattr(model, "event_shape", None)
+    if shape is None or int(np.prod(shape)) != 784:
+        raise ValueError(
+            f"fit trains a vae_tutorial VAE or ConvVAE on 28x28 images; got {type(model).__name__}"
+            f" with event_shape {shape}. Build the model with input_dim=784 (the default)."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Tensors: shapes (static) and pixel values (in the graph)
 
 
 def _check(condition: tf.Tensor, message: str):
@@ -76,37 +170,13 @@ def check_batch_shape(x: tf.Tensor, event_shape: tuple[int, ...], model_name: st
         )
 
 
-def check_finite_number(value: float, name: str, *, minimum: float = 0.0) -> float:
-    """Require a finite Python number of at least ``minimum`` (e.g. beta, learning rate)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {value!r}.")
-    if not minimum <= value < float("inf"):  # also false for NaN
-        raise ValueError(f"{name} must be a finite number >= {minimum}, got {value}.")
-    return float(value)
-
-
-def _clear_message(error: tf.errors.InvalidArgumentError) -> str | None:
-    return next((m for m in _IN_GRAPH_MESSAGES if m in error.message), None)
-
-
 @contextlib.contextmanager
-def clear_errors():
-    """Re-raise the in-graph checks' failures as ``ValueError`` with their plain message."""
+def graph_errors_as_value_errors():
+    """Re-raise a failed in-graph pixel check as ``ValueError`` with its plain message."""
     try:
         yield
     except tf.errors.InvalidArgumentError as error:
-        message = _clear_message(error)
+        message = next((m for m in _IN_GRAPH_MESSAGES if m in error.message), None)
         if message is None:
             raise
         raise ValueError(message) from None
-
-
-def with_clear_errors(function):
-    """Decorator form of :func:`clear_errors`."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        with clear_errors():
-            return function(*args, **kwargs)
-
-    return wrapper

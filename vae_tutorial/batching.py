@@ -1,0 +1,166 @@
+"""Binarization and batches: how uint8 images become the float32 batches a step trains on.
+
+One definition, shared by :func:`make_batches` (a ``tf.data`` pipeline) and by fit's fast
+loop (``fast_training``): batch ``b`` of epoch ``e`` is :func:`epoch_batch`, the images at
+positions ``b * B ... b * B + size - 1`` of :func:`epoch_order`, converted by :func:`to_float`
+with the random counter :func:`batch_counter` ``(e, b)``. Images stay uint8 until then, so
+no float copy of a dataset is ever made.
+
+Taught in notebook 05_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from vae_tutorial.idx import aligned, as_uint8_tensor
+from vae_tutorial.validation import check_choice, check_int, check_uint8_images
+
+BINARIZE_MODES = ("none", "static", "dynamic")
+HELD_OUT_EPOCH = 2**30  # the epoch index of held-out batches: one fixed binarization
+_STATIC_CHUNK = 4096  # images per chunk of the static draw (16 MB of float32 noise)
+_STATIC_STREAM = 0x5747  # keeps the static draw apart from other uses of the same seed
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The order of the images in epoch ``epoch``: a permutation fixed by (seed, epoch) alone.
+
+    Computed with numpy rather than ``Dataset.shuffle``: tf.data's shuffle order also depends
+    on TensorFlow's global seed, so an epoch would not be reproducible after a restart that
+    sets a different global seed.
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+
+
+def static_draw(images: np.ndarray, seed: int) -> np.ndarray:
+    """One fixed Bernoulli(intensity) draw per pixel, as uint8 0/1, fixed by ``seed`` alone.
+
+    Made in chunks with numpy, so the only full-size copy is this uint8 one.
+    """
+    rng = np.random.default_rng([seed, _STATIC_STREAM])
+    draw = np.empty(images.shape, np.uint8)
+    for start in range(0, len(images), _STATIC_CHUNK):
+        chunk = images[start : start + _STATIC_CHUNK]
+        draw[start : start + len(chunk)] = rng.random(chunk.shape, np.float32) * 255 < chunk
+    return draw
+
+
+def resident_images(images: np.ndarray, binarize: str, seed: int) -> tf.Tensor:
+    """The uint8 tensor batches are gathered from (for "static": the fixed 0/1 draw)."""
+    if binarize == "static":
+        images = aligned(static_draw(images, seed))
+    return as_uint8_tensor(images)
+
+
+def batch_counter(epoch, batch_number) -> tf.Tensor:
+    """The random counter of a batch, ``epoch * 2**32 + batch_number``: a fresh draw per batch."""
+    return tf.cast(epoch, tf.int64) * 2**32 + tf.cast(batch_number, tf.int64)
+
+
+def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
+    """A uint8 batch (already 0/1 for "static") -> float32 values for the likelihood."""
+    if binarize == "static":
+        return tf.cast(images, tf.float32)
+    probs = tf.cast(images, tf.float32) / 255.0
+    if binarize == "none":
+        return probs
+    uniform = tf.random.stateless_uniform(
+        tf.shape(probs), seed=tf.stack([tf.constant(seed, tf.int64), counter])
+    )
+    return tf.cast(uniform < probs, tf.float32)
+
+
+def epoch_batch(resident, order, batch_number, *, batch_size, size, binarize, seed, epoch):
+    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition.
+
+    A gather of ``size`` positions, not a slice: XLA would compile once per slice start.
+    """
+    positions = tf.cast(batch_number, tf.int64) * batch_size + tf.range(size, dtype=tf.int64)
+    images = tf.gather(resident, tf.gather(order, positions))
+    return to_float(images, binarize, seed, batch_counter(epoch, batch_number))
+
+
+def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0):
+    """Turn uint8 images (N, 28, 28) into float32 values for a Bernoulli likelihood.
+
+    - "none": grey levels ``images / 255`` in [0, 1]. A Bernoulli likelihood on grey levels is
+      not a proper likelihood (it is the continuous cross-entropy): fine for training, but its
+      nats are not comparable with published numbers.
+    - "static": one fixed Bernoulli(intensity) draw per image, fixed by ``seed`` and the
+      image's position in ``images``: the same every epoch ("statically binarized MNIST").
+    - "dynamic": a fresh Bernoulli(intensity) draw every time an image is used, fixed by
+      (seed, epoch): the literature's protocol (Burda et al. 2015).
+
+    Taught in notebook 02_the_elbo_loss.
+    """
+    images = check_uint8_images(images, "images")
+    binarize = check_choice(binarize, "binarize", BINARIZE_MODES)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
+    epoch = check_int(epoch, "epoch", 0, HELD_OUT_EPOCH)
+    if binarize == "static":
+        images = static_draw(images, seed)
+    return to_float(images, binarize, seed, batch_counter(epoch, 0))
+
+
+def num_batches(n_images: int, batch_size: int, drop_remainder: bool = False) -> int:
+    """How many batches :func:`make_batches` yields for ``n_images`` images.
+
+    Taught in notebook 05_training_on_mnist.
+    """
+    n_images = check_int(n_images, "n_images", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    return n_images // batch_size if drop_remainder else -(-n_images // batch_size)
+
+
+def make_batches(
+    images,
+    *,
+    batch_size: int = 128,
+    binarize: str = "dynamic",
+    shuffle: bool = True,
+    seed: int = 0,
+    epoch: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """A ``tf.data.Dataset`` of float32 batches (B, 28, 28) in [0, 1] for one epoch.
+
+    ``images``: uint8 (N, 28, 28), e.g. ``data.train_images``; they stay uint8 until a batch
+    is formed, so no float copy of the dataset is ever made. ``binarize``: "none", "static"
+    or "dynamic" (see :func:`binarize_images`). With ``shuffle`` the order is a permutation of
+    all N images fixed by (seed, epoch) alone (``np.random.default_rng([seed, epoch])``, not
+    TensorFlow's global seed): build one dataset per epoch with ``epoch=e``, and epoch e is
+    the same after a restart, order and binarization. Iterating the dataset twice repeats the
+    epoch. The batches read ``images`` in place: do not modify the array while iterating.
+    The last, smaller batch is kept unless ``drop_remainder``.
+
+    Taught in notebook 05_training_on_mnist.
+    """
+    images = check_uint8_images(images, "images")
+    batch_size = check_int(batch_size, "batch_size", 1, 2**31 - 1)
+    binarize = check_choice(binarize, "binarize", BINARIZE_MODES)
+    seed = check_int(seed, "seed", 0, 2**63 - 1)
+    epoch = check_int(epoch, "epoch", 0, HELD_OUT_EPOCH)
+
+    n = len(images)
+    resident = resident_images(images, binarize, seed)  # shares the numpy array's memory
+    order = epoch_order(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
+    order = tf.constant(order)
+
+    def batch(number):
+        size = tf.minimum(tf.constant(batch_size, tf.int64), n - number * batch_size)
+        x = epoch_batch(
+            resident,
+            order,
+            number,
+            batch_size=batch_size,
+            size=size,
+            binarize=binarize,
+            seed=seed,
+            epoch=epoch,
+        )
+        return tf.ensure_shape(x, [batch_size if drop_remainder else None, *images.shape[1:]])
+
+    ds = tf.data.Dataset.range(num_batches(n, batch_size, drop_remainder))
+    ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,121 @@
+"""fit's loop, made fast; optional reading.
+
+What :func:`vae_tutorial.fit` does for one epoch is ``for x in make_batches(...):
+train_step_terms(model, optimizer, x, beta)``. This module does exactly that, faster:
+
+- the images stay resident as one uint8 tensor and each batch is gathered and binarized in
+  the graph (``batching.epoch_batch``, the definition ``make_batches`` uses), so no
+  ``tf.data`` iterator runs between steps;
+- many steps run per ``tf.function`` call (as Keras' ``steps_per_execution`` does), sized so
+  that a call takes about a quarter of a second and the progress bar still moves;
+- with XLA (``jit_compile``, the default for the flat MLP) the whole multi-step loop is one
+  XLA launch, except with "dynamic" binarization: XLA's random numbers are slow on CPU, so
+  there the uniforms are drawn by TensorFlow and only the step is compiled.
+
+Taught in notebook 05_training_on_mnist (which hands over to it without reading it).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from vae_tutorial.batching import epoch_batch, epoch_order, num_batches, resident_images
+from vae_tutorial.compiled import compiled_for
+from vae_tutorial.step import train_step_terms
+
+_FIRST_STEPS_PER_CALL = 32
+_SECONDS_PER_CALL = 0.25  # the progress bar moves a few times per second
+_MAX_STEPS_PER_CALL = 2000
+
+
+@dataclass
+class EpochResult:
+    """Per-image means of one epoch and where it stopped on a NaN/Inf loss (1-based step)."""
+
+    train_loss: float
+    reconstruction: float
+    kl: float
+    images: int
+    steps: int
+    steps_per_epoch: int
+    non_finite_step: int | None = None
+
+
+def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
+           binarize, seed, jit_step):  # fmt: skip
+    """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
+    the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
+
+    ``size`` is a Python int (the batch size, or the epoch's last, smaller batch), so one XLA
+    computation can run the whole loop. uint8 / 255 is finite and in [0, 1]: no pixel check.
+    """
+    if jit_step:
+        step = compiled_for(model, train_step_terms, jit_compile=True)
+    else:
+        step = functools.partial(train_step_terms, model)
+    sums = tf.zeros([3], tf.float32)
+    done = tf.constant(0, tf.int64)
+    bad = tf.constant(0, tf.int64)
+    while done < steps:  # not tf.range: XLA would compile once per value of steps
+        x = epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
+                        binarize=binarize, seed=seed, epoch=epoch)  # fmt: skip
+        x = tf.reshape(x, [size, *model.event_shape])
+        terms = step(optimizer, x, beta, check_batch=False)
+        sums += tf.stack(terms) * size
+        done += 1
+        if not tf.math.is_finite(terms[0]):
+            bad = done
+            break
+    return sums, done, bad
+
+
+class FastEpochs:
+    """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above."""
+
+    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile):
+        self.model, self.optimizer = model, optimizer
+        self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
+        self.steps_per_epoch = num_batches(self.n, batch_size)
+        self._resident = resident_images(images, binarize, seed)
+        self._jit_loop = jit_compile and binarize != "dynamic"
+        self._jit_step = jit_compile and not self._jit_loop
+        self._chunk = compiled_for(model, _steps, jit_compile=self._jit_loop)
+        self._steps_per_call = _FIRST_STEPS_PER_CALL
+
+    def run(self, epoch: int, beta: float, progress=None) -> EpochResult:
+        """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
+        order = tf.constant(epoch_order(self.n, self.seed, epoch - 1))
+        full, last = divmod(self.n, self.batch_size)
+        sums, done = np.zeros(3), 0
+        # Full batches in calls of steps_per_call steps, then the last, smaller batch alone.
+        while done < full + (last > 0):
+            size = self.batch_size if done < full else last
+            steps = min(self._steps_per_call, full - done) if done < full else 1
+            started = time.perf_counter()
+            chunk_sums, chunk_done, bad = self._chunk(
+                self.optimizer, self._resident, order, tf.constant(done, tf.int64),
+                tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
+                tf.constant(epoch - 1, tf.int64), self.batch_size, size, self.binarize,
+                self.seed, self._jit_step,
+            )  # fmt: skip
+            sums += chunk_sums.numpy()
+            images = done * self.batch_size + int(chunk_done) * size
+            done += int(chunk_done)
+            n = max(images, 1)
+            result = EpochResult(*(sums / n), images, done, self.steps_per_epoch)
+            if int(bad) or not np.isfinite(sums).all():
+                result.non_finite_step = done - int(chunk_done) + (int(bad) or int(chunk_done))
+                return result
+            if size == self.batch_size:
+                rate = steps / max(time.perf_counter() - started, 1e-3)
+                self._steps_per_call = int(
+                    np.clip(rate * _SECONDS_PER_CALL, 8, _MAX_STEPS_PER_CALL)
+                )
+            if progress is not None:
+                progress(done, result)
+        return result

@@ -1,0 +1,79 @@
+"""The GradientTape training step: the heart of the series.
+
+``train_step_terms`` is the step as a plain function (forward pass, negative ELBO, gradients,
+update), which runs inside a larger ``tf.function`` such as a whole epoch; ``train_step`` is
+the original article's compiled step, ``loss = train_step(model, optimizer, x)``, that works
+for any number of models in one process.
+
+Taught in notebook 04_gradienttape_training_step.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import tensorflow as tf
+
+from vae_tutorial.compiled import compiled_for
+from vae_tutorial.losses import negative_elbo_terms
+from vae_tutorial.validation import check_finite_number, check_pixels, graph_errors_as_value_errors
+
+# Which model each optimizer trains: an optimizer's slots belong to one set of variables.
+_OPTIMIZER_OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def prepare_for_training(model, optimizer, x) -> None:
+    """Create the model's and optimizer's variables eagerly, before any ``tf.function``.
+
+    Keras 3 creates optimizer variables lazily, on the first ``apply_gradients``. When that
+    first call happens inside a ``tf.function`` traced earlier for another model, TensorFlow
+    fails with "'SymbolicTensor' object has no attribute 'handle'". Building both here, in
+    eager mode, means a compiled step only ever *uses* variables.
+    Taught in notebook 04_gradienttape_training_step.
+    """
+    owner = _OPTIMIZER_OWNERS.get(optimizer)
+    if owner is not None and owner() is not model:
+        raise ValueError(
+            "this optimizer already trains another model; its slot variables belong to that "
+            "model. Create one optimizer per model, e.g. keras.optimizers.Adam(1e-3)."
+        )
+    if not model.built:
+        model(x)
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    _OPTIMIZER_OWNERS[optimizer] = weakref.ref(model)
+
+
+def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
+    """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
+
+    A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). The
+    batch is checked first (finite, in [0, 1]), so a bad batch never reaches the variables;
+    ``check_batch=False`` skips that for batches valid by construction (uint8 / 255).
+    Taught in notebook 04_gradienttape_training_step.
+    """
+    if check_batch:
+        x = check_pixels(x)
+    with tf.control_dependencies([x]):  # every update, even the step counter, waits for x
+        with tf.GradientTape() as tape:
+            logits, mu, log_var = model(x, training=True)
+            loss, reconstruction, kl = negative_elbo_terms(x, logits, mu, log_var, beta)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    return loss, reconstruction, kl
+
+
+def train_step(model, optimizer, x, beta=1.0):
+    """One compiled GradientTape step, called exactly as the original article calls it.
+
+    ``loss = train_step(model, optimizer, x)`` returns the batch's negative ELBO (a scalar
+    tensor, nats per image). It works for any number of models and optimizers in one
+    process: each new pair is traced once, after its variables exist.
+    Taught in notebook 04_gradienttape_training_step.
+    """
+    check_finite_number(beta, "beta")
+    x = model._as_batch(x)
+    with graph_errors_as_value_errors():
+        prepare_for_training(model, optimizer, x)
+        step = compiled_for(model, train_step_terms)
+        return step(optimizer, x, tf.constant(beta, tf.float32))[0]

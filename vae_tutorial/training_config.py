@@ -1,0 +1,64 @@
+"""One training run's settings, checked once: what fit takes and the CLI's flags are built from.
+
+Taught in notebook 05_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from vae_tutorial.batching import BINARIZE_MODES
+from vae_tutorial.validation import check_choice, check_finite_number, check_int
+
+
+def _setting(default, help_text: str):
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train: ``TrainingConfig(epochs=10, batch_size=128, ...)``, validated on creation.
+
+    A bad value raises ``ValueError`` (``TypeError`` for a wrong type) naming the fix.
+    ``as_dict()`` is what the CLI writes into ``config.json``.
+    Taught in notebook 05_training_on_mnist.
+    """
+
+    epochs: int = _setting(10, "total number of epochs; a re-run continues up to this many")
+    batch_size: int = _setting(128, "images per gradient step")
+    learning_rate: float = _setting(1e-3, "Adam learning rate")
+    beta: float = _setting(1.0, "weight of the KL term (1 is the ELBO)")
+    kl_warmup_epochs: int = _setting(
+        0, "ramp the KL weight linearly from 0 to beta over this many epochs (0: no ramp)"
+    )
+    binarize: str = _setting(
+        "dynamic",
+        "dynamic: fresh Bernoulli pixels each epoch (the literature's protocol); "
+        "static: one fixed draw; none: grey levels",
+    )
+    seed: int = _setting(0, "seeds the weights, the batch order and the binarization")
+
+    def __post_init__(self):
+        set_ = object.__setattr__  # frozen: store the normalised values
+        set_(self, "epochs", check_int(self.epochs, "epochs", 1, fix="e.g. 10."))
+        set_(self, "batch_size", check_int(self.batch_size, "batch_size", 1, fix="e.g. 128."))
+        set_(
+            self,
+            "kl_warmup_epochs",
+            check_int(self.kl_warmup_epochs, "kl_warmup_epochs", 0, fix="0 for no ramp, e.g. 10."),
+        )
+        set_(self, "seed", check_int(self.seed, "seed", 0, 2**31 - 1, fix="e.g. 0."))
+        set_(self, "beta", check_finite_number(self.beta, "beta", fix="1.0 is the ELBO."))
+        set_(
+            self,
+            "learning_rate",
+            check_finite_number(
+                self.learning_rate, "learning_rate", exclusive=True, fix="e.g. 1e-3."
+            ),
+        )
+        check_choice(self.binarize, "binarize", BINARIZE_MODES)
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
