@@ -1,15 +1,19 @@
-"""The command line: tiny runs on Fashion-MNIST in subprocesses, resume, evaluate, errors.
+"""The command line: tiny runs on the bundled MNIST sample in subprocesses, resume,
+evaluate, Ctrl-C, errors.
 
-Each subprocess pays TensorFlow's start-up (5-10 s), so the runs are few and tiny; one bad
-case runs in a subprocess (no traceback, one ``error:`` line), the others in-process through
-``cli.main``.
+Each subprocess pays TensorFlow's start-up (5-10 s), so the runs are few and tiny. One
+training run is shared; every test that changes a run works on its own copy, so the tests
+pass in any order. Bad cases run in-process through ``cli.main``.
 """
 
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +47,21 @@ EPOCH_KEYS = {
 TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
 
 
+def start_cli(*args, data_dir=None):
+    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
+    env.update(VAE_TUTORIAL_OFFLINE="1")
+    if data_dir is not None:
+        env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+
+
 def run_cli(*args, data_dir=None, env_extra=None):
     env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
     env.update(VAE_TUTORIAL_OFFLINE="1", **(env_extra or {}))
@@ -59,7 +78,11 @@ def run_cli(*args, data_dir=None, env_extra=None):
 
 
 def own_stderr_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.strip() and not TF_NOISE.match(line)]
+    """The CLI's lines on stderr, without TensorFlow's and the data's one NOTICE line."""
+    lines = [line for line in stderr.splitlines() if line.strip() and not TF_NOISE.match(line)]
+    notices = [line for line in lines if line.startswith("NOTICE: ")]
+    assert len(notices) <= 1, notices
+    return [line for line in lines if not line.startswith("NOTICE: ")]
 
 
 def assert_one_error_line(result, code=None):
@@ -72,23 +95,32 @@ def assert_one_error_line(result, code=None):
     return lines[0]
 
 
+TRAIN = ["train", *TINY]  # MNIST: offline, the bundled sample
+
+
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """One tiny training run shared by the tests below (they build on each other in order)."""
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (data / "fashion-mnist").is_dir():
-        pytest.skip(f"Fashion-MNIST not found in {data}")
+def trained_run(tmp_path_factory):
+    """One tiny training run (1 epoch), shared by the tests below; never modified."""
     out = tmp_path_factory.mktemp("cli") / "run"
-    result = run_cli("train", "--dataset", "fashion_mnist", *TINY, "--out", out, data_dir=data)
+    result = run_cli(*TRAIN, "--out", out)
     assert result.returncode == 0, result.stdout + result.stderr
-    return out, data, result
+    return out, result
 
 
-def test_train_writes_metrics_config_checkpoint_and_figures(run_dir):
-    out, _, result = run_dir
+@pytest.fixture
+def run_dir(trained_run, tmp_path):
+    """A copy of the shared run, for a test to change."""
+    out, result = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    return copy, result
+
+
+def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
+    out, result = trained_run
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dataset"] == "fashion_mnist"
-    assert "Fashion-MNIST" in metrics["source"]
+    assert metrics["dataset"] == "mnist"
+    assert "bundled MNIST sample" in metrics["source"]
     assert metrics["finished"] is True
     config = metrics["config"]
     assert config == json.loads((out / "config.json").read_text())
@@ -117,10 +149,10 @@ def test_train_writes_metrics_config_checkpoint_and_figures(run_dir):
 
 
 def test_rerun_with_more_epochs_continues(run_dir):
-    out, data, _ = run_dir
-    args = ["train", "--dataset", "fashion_mnist", *TINY, "--out", out]
+    out, _ = run_dir
+    args = [*TRAIN, "--out", out]
     args[args.index("--epochs") + 1] = "2"
-    result = run_cli(*args, data_dir=data)
+    result = run_cli(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
@@ -128,7 +160,7 @@ def test_rerun_with_more_epochs_continues(run_dir):
 
     # The same command again trains nothing new: same history, no new checkpoint.
     before = metrics["epochs"]
-    again = run_cli(*args, data_dir=data)
+    again = run_cli(*args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((out / "metrics.json").read_text())["epochs"] == before
     assert not list((out / "checkpoints").glob("ckpt-3.*"))
@@ -136,9 +168,10 @@ def test_rerun_with_more_epochs_continues(run_dir):
 
 
 def test_evaluate_adds_iwae(run_dir):
-    out, data, _ = run_dir
+    out, _ = run_dir
     epochs_before = len(json.loads((out / "metrics.json").read_text())["epochs"])
-    result = run_cli("evaluate", "--out", out, "--k", "20", "--max-images", "50", data_dir=data)
+    checkpoints_before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    result = run_cli("evaluate", "--out", out, "--k", "20", "--max-images", "50")
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     iwae = metrics["iwae"]
@@ -147,13 +180,15 @@ def test_evaluate_adds_iwae(run_dir):
     assert iwae["elbo"] - 2.0 < iwae["log_likelihood"] < 0
     assert "IWAE" in result.stdout
     assert len(metrics["epochs"]) == epochs_before  # evaluating trains nothing
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints_before
 
 
-def test_changed_model_shape_asks_for_a_new_out(run_dir):
-    out, data, _ = run_dir
-    args = ["train", "--dataset", "fashion_mnist", *TINY, "--out", out]
+def test_changed_model_shape_asks_for_a_new_out(trained_run, capsys, monkeypatch):
+    out, _ = trained_run
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    args = [*TRAIN, "--out", out]
     args[args.index("--intermediate-dim") + 1] = "64"
-    line = assert_one_error_line(run_cli(*args, data_dir=data))
+    line = _main_in_process(args, capsys)
     assert "--out" in line and "intermediate_dim" in line
 
 
@@ -206,9 +241,8 @@ def _fake_fit(error):
 
 
 @pytest.mark.parametrize("which", ["interrupt", "nan"])
-def test_interrupted_or_diverged_run_keeps_checkpoint_message(
-    which, capsys, tmp_path, monkeypatch, shared_data
-):
+def test_interrupted_or_diverged_run_keeps_checkpoint_message(which, capsys, tmp_path, monkeypatch):
+    import vae_tutorial
     from vae_tutorial import training
 
     if which == "interrupt":
@@ -221,23 +255,72 @@ def test_interrupted_or_diverged_run_keeps_checkpoint_message(
             checkpoint=None,
             history=[],
         )
-    monkeypatch.setattr(training, "fit", _fake_fit(error))
+    monkeypatch.setattr(vae_tutorial, "fit", _fake_fit(error))
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     out = tmp_path / "run"
-    code = cli.main(
-        [
-            "train",
-            "--dataset",
-            "fashion_mnist",
-            "--data-dir",
-            str(shared_data),
-            *TINY,
-            "--out",
-            str(out),
-        ]
-    )
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    code = cli.main([*TRAIN, "--out", str(out)])
+    notice, *err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert notice.startswith("NOTICE: vae_tutorial is using its bundled MNIST sample")
     assert code == (130 if which == "interrupt" else 1)
     assert len(err) == 1 and err[0].startswith("error: ")
     assert "checkpoint" in err[0] and "resume" in err[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finished"] is False and metrics["epochs"] == []
+
+
+def test_ctrl_c_mid_epoch_keeps_every_finished_epoch_and_the_rerun_resumes(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", *TINY, "--out", out, "--no-figures"]
+    args[args.index("--epochs") + 1] = "50"
+    args[args.index("--batch-size") + 1] = "8"
+    args[args.index("--limit-train") + 1] = "8000"  # 1,000 steps per epoch: a second or more
+    child = start_cli(*args)
+    try:
+        deadline = time.monotonic() + 180
+        # metrics.json appears after the first epoch, while the run goes on.
+        while not (out / "metrics.json").is_file():
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline, "no metrics.json after 180 s"
+            time.sleep(0.05)
+        time.sleep(0.3)  # into the next epoch
+        child.send_signal(signal.SIGINT)
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stdout + stderr
+    line = assert_one_error_line(
+        subprocess.CompletedProcess(args, child.returncode, stdout, stderr), code=130
+    )
+    assert "interrupted" in line and "resume" in line
+    metrics = json.loads((out / "metrics.json").read_text())
+    done = len(metrics["epochs"])
+    assert done >= 1 and metrics["finished"] is False
+    assert list((out / "checkpoints").glob(f"ckpt-{done}.index"))
+    assert not list((out / "checkpoints").glob(f"ckpt-{done + 1}.index"))
+
+    args[args.index("--epochs") + 1] = str(done + 1)
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Resumed from {out / 'checkpoints' / f'ckpt-{done}'}" in result.stdout
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["epochs"][:done] == metrics["epochs"] and len(again["epochs"]) == done + 1
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(run_dir):
+    out, _ = run_dir
+    args = [*TRAIN, "--out", out, "--no-figures"]
+    args[args.index("--epochs") + 1] = "2"
+    assert run_cli(*args).returncode == 0
+    [data_file] = (out / "checkpoints").glob("ckpt-2.data-*")
+    data_file.write_bytes(data_file.read_bytes()[:100])  # a crash during the save
+    args[args.index("--epochs") + 1] = "3"
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    notes = [line for line in result.stdout.splitlines() if line.startswith("Checkpoint ")]
+    assert len(notes) == 1 and "ckpt-2 is damaged" in notes[0], result.stdout
+    assert "Resumed from" in result.stdout and "ckpt-1" in result.stdout
+    assert (out / "checkpoints" / "damaged" / data_file.name).stat().st_size == 100  # kept
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2, 3]

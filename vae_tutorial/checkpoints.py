@@ -153,7 +153,7 @@ class RunCheckpoint:
             shutil.move(str(file), aside / file.name)
         remaining = [p for p in self._manager.checkpoints if p != path]
         if remaining:
-            tf.train.update_checkpoint_state(
+            tf.compat.v1.train.update_checkpoint_state(
                 self.directory, remaining[-1], all_model_checkpoint_paths=remaining
             )
         else:

@@ -12,8 +12,8 @@ Taught in notebook 05_training_on_mnist.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -22,26 +22,29 @@ from pathlib import Path
 # Figures are written to files: never ask for a window (set before pyplot can be imported).
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-DATASETS = ("mnist", "fashion_mnist")
-BINARIZE = ("none", "static", "dynamic")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
-# Defaults: a 2-d latent (so the manifold and the scatter plot exist) that trains in about
-# two to three minutes on a 2-core laptop CPU on the 60,000 Fashion-MNIST images.
-DEFAULTS = {
-    "epochs": 30,
-    "latent_dim": 2,
-    "intermediate_dim": [512],
-    "batch_size": 128,
-    "binarize": "dynamic",
-    "beta": 1.0,
-    "kl_warmup_epochs": 0,
-    "learning_rate": 1e-3,
-    "seed": 0,
-}
+import vae_tutorial as vt  # noqa: E402
+from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH  # noqa: E402
+from vae_tutorial.checkpoints import read_history  # noqa: E402
+from vae_tutorial.config import data_dir as env_data_dir  # noqa: E402
+from vae_tutorial.training_config import TrainingConfig  # noqa: E402
+from vae_tutorial.validation import check_int  # noqa: E402
+
+DATASETS = ("mnist", "fashion_mnist")
+# The CLI's training settings: TrainingConfig's, but 30 epochs. With a 2-d latent (so the
+# manifold and the scatter plot exist) a run takes two to three minutes on a 2-core laptop
+# CPU on the 60,000 Fashion-MNIST images.
+CLI_EPOCHS = 30
+LATENT_DIM = 2
+INTERMEDIATE_DIM = [512]
 # Flags that fix the model's shape (or its data): a run directory holds one of them.
 SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv")
 SCATTER_IMAGES = 5000
-SCATTER_MAX = 10000
+TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
+DEF = "(default: %(default)s)"
 
 
 class CLIError(Exception):
@@ -66,20 +69,30 @@ class _Parser(argparse.ArgumentParser):
 def _int_at_least(minimum: int):
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            return check_int(int(text), "value", minimum)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected an integer >= {minimum}, got {text!r}"
             ) from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
-        return value
 
     return parse
 
 
 _positive_int = _int_at_least(1)
-_non_negative_int = _int_at_least(0)
+
+
+def _setting_type(name: str, kind: type):
+    """Parse a flag as TrainingConfig would store it, and check it there (one set of checks)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+            TrainingConfig(**{name: value})
+        except (TypeError, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return value
+
+    return parse
 
 
 def _int_list(text: str) -> list[int]:
@@ -92,26 +105,6 @@ def _int_list(text: str) -> list[int]:
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"widths must be positive integers, got {text!r}")
     return sizes
-
-
-def _float_at_least(minimum: float, strict: bool):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        bad = value <= minimum if strict else value < minimum
-        if not math.isfinite(value) or bad:
-            relation = ">" if strict else ">="
-            raise argparse.ArgumentTypeError(
-                f"expected a finite number {relation} {minimum:g}, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
-DEF = "(default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,48 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with the dataset's IDX files or .npz (default: $VAE_TUTORIAL_DATA_DIR; "
         "unset: download, or offline the bundled MNIST sample)",
     )
-    d = DEFAULTS
-    train.add_argument(
-        "--epochs",
-        type=_positive_int,
-        default=d["epochs"],
-        help="total number of epochs; a re-run continues up to this many (default: %(default)s)",
-    )
-    train.add_argument("--latent-dim", type=_positive_int, default=d["latent_dim"], help=DEF)
+    train.add_argument("--latent-dim", type=_positive_int, default=LATENT_DIM, help=DEF)
     train.add_argument(
         "--intermediate-dim",
         type=_int_list,
         default=None,
         help="hidden width(s) of the MLP: one int or a comma list like 512,512 "
-        f"(default {','.join(map(str, d['intermediate_dim']))}; not used with --conv)",
+        f"(default {','.join(map(str, INTERMEDIATE_DIM))}; not used with --conv)",
     )
-    train.add_argument("--batch-size", type=_positive_int, default=d["batch_size"], help=DEF)
-    train.add_argument(
-        "--binarize",
-        choices=BINARIZE,
-        default=d["binarize"],
-        help="dynamic: fresh Bernoulli pixels each epoch (the literature's "
-        "protocol); static: one fixed draw; none: grey levels (default: %(default)s)",
-    )
-    train.add_argument(
-        "--beta",
-        type=_float_at_least(0.0, strict=False),
-        default=d["beta"],
-        help="weight of the KL term (1 is the ELBO; default: %(default)s)",
-    )
-    train.add_argument(
-        "--kl-warmup-epochs",
-        type=_non_negative_int,
-        default=d["kl_warmup_epochs"],
-        help="ramp the KL weight linearly from 0 to --beta over this many epochs (default: 0)",
-    )
-    train.add_argument(
-        "--learning-rate",
-        type=_float_at_least(0.0, strict=True),
-        default=d["learning_rate"],
-        help="Adam learning rate " + DEF,
-    )
-    train.add_argument("--seed", type=_non_negative_int, default=d["seed"], help=DEF)
+    for setting in dataclasses.fields(TrainingConfig):
+        default = CLI_EPOCHS if setting.name == "epochs" else setting.default
+        choices = BINARIZE_MODES if setting.name == "binarize" else None
+        train.add_argument(
+            "--" + setting.name.replace("_", "-"),
+            type=None if choices else _setting_type(setting.name, type(setting.default)),
+            choices=choices,
+            default=default,
+            help=f"{setting.metadata['help']} {DEF}",
+        )
     train.add_argument(
         "--out",
         default=None,
@@ -257,28 +226,11 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _latest_checkpoint(out: Path) -> str | None:
-    import tensorflow as tf
-
     folder = out / "checkpoints"
     return tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def _checkpoint_history(path: str | None) -> list[dict] | None:
-    """The history that fit() saved in a checkpoint, or None if it cannot be read."""
-    if not path:
-        return None
-    import tensorflow as tf
-
-    try:
-        value = tf.train.load_variable(path, "history/.ATTRIBUTES/VARIABLE_VALUE")
-        return json.loads(value.decode() if isinstance(value, bytes) else value)
-    except Exception:  # an older or foreign checkpoint layout: just no history
-        return None
-
-
 def _build_model(config: dict):
-    import vae_tutorial as vt
-
     if config["conv"]:
         return vt.ConvVAE(latent_dim=config["latent_dim"], seed=config["seed"])
     return vt.VAE(
@@ -296,8 +248,6 @@ def _describe(config: dict) -> str:
 
 
 def _load_data(config: dict):
-    import vae_tutorial as vt
-
     data = vt.load_dataset(config["dataset"], config["data_dir"])
     n_train, n_test = config.get("limit_train"), config.get("limit_test")
     if n_train is not None or n_test is not None:
@@ -325,10 +275,6 @@ def _metrics(data, config: dict, history: list[dict], previous: dict | None) -> 
 
 
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
-    import numpy as np
-
-    import vae_tutorial as vt
-
     figures = {
         "loss_curves.png": lambda: vt.plot_history(history),
         "reconstructions.png": lambda: vt.plot_reconstructions(model, data.test_images, n=10),
@@ -354,35 +300,25 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
 
 
 def _train_config(args) -> dict:
+    """config.json: the data and model flags, then TrainingConfig's settings."""
     if args.conv and args.intermediate_dim is not None:
         raise CLIError(
             "--intermediate-dim sets the MLP's widths; it does not apply to --conv.", exit_code=2
         )
-    data_dir = (
-        args.data_dir
-        if args.data_dir is not None
-        else os.environ.get("VAE_TUTORIAL_DATA_DIR") or None
-    )
+    data_dir = args.data_dir if args.data_dir is not None else env_data_dir()
     if data_dir is not None:
         data_dir = str(Path(data_dir).expanduser().resolve())
     out = args.out
     if out is None:
         out = f"runs/{args.dataset}-{'conv-' if args.conv else ''}latent{args.latent_dim}"
+    settings = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
     return {
         "dataset": args.dataset,
         "data_dir": data_dir,
-        "epochs": args.epochs,
         "latent_dim": args.latent_dim,
-        "intermediate_dim": None
-        if args.conv
-        else (args.intermediate_dim or list(DEFAULTS["intermediate_dim"])),
+        "intermediate_dim": None if args.conv else (args.intermediate_dim or INTERMEDIATE_DIM),
         "conv": bool(args.conv),
-        "batch_size": args.batch_size,
-        "binarize": args.binarize,
-        "beta": args.beta,
-        "kl_warmup_epochs": args.kl_warmup_epochs,
-        "learning_rate": args.learning_rate,
-        "seed": args.seed,
+        **settings.as_dict(),
         "out": str(out),
         "tensorboard": bool(args.tensorboard),
         "limit_train": args.limit_train,
@@ -416,8 +352,6 @@ def cmd_train(args) -> int:
                 + ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in others)
             )
 
-    from vae_tutorial.training import fit
-
     data = _load_data(config)
     print(
         f"Data: {data.source} ({len(data.train_images):,} train, "
@@ -432,28 +366,25 @@ def cmd_train(args) -> int:
     _write_json(out / "config.json", config)
     previous = _read_json(out / "metrics.json")
 
+    def write_metrics(history):  # after every epoch: nothing finished is ever lost
+        _write_json(out / "metrics.json", _metrics(data, config, history, previous))
+
     started = time.perf_counter()
     try:
-        history = fit(
+        history = vt.fit(
             model,
             data.train_images,
             data.test_images,
-            epochs=config["epochs"],
-            batch_size=config["batch_size"],
-            learning_rate=config["learning_rate"],
-            beta=config["beta"],
-            kl_warmup_epochs=config["kl_warmup_epochs"],
-            binarize=config["binarize"],
-            seed=config["seed"],
+            **{f.name: config[f.name] for f in TRAINING_FIELDS},
             checkpoint_dir=out / "checkpoints",
             tensorboard_dir=(out / "tensorboard") if config["tensorboard"] else None,
-            progress=True,
+            on_epoch_end=write_metrics,
         )
     except (KeyboardInterrupt, FloatingPointError) as error:
         history = getattr(error, "history", None)
         if history is None:
-            history = _checkpoint_history(_latest_checkpoint(out)) or []
-        _write_json(out / "metrics.json", _metrics(data, config, history, previous))
+            history = read_history(_latest_checkpoint(out)) or []
+        write_metrics(history)
         kept = (
             f"the checkpoint in {out / 'checkpoints'} is kept ({len(history)} epoch(s) "
             "done); run the same command again to resume"
@@ -465,8 +396,7 @@ def cmd_train(args) -> int:
             "settings, or use a new --out)."
         ) from None
 
-    metrics = _metrics(data, config, history, previous)
-    _write_json(out / "metrics.json", metrics)
+    write_metrics(history)
     written = [] if args.no_figures else _save_figures(out, model, data, history)
     new = time.perf_counter() - started
     print(
@@ -500,35 +430,20 @@ def cmd_evaluate(args) -> int:
     if args.data_dir is not None:
         config = dict(config, data_dir=str(Path(args.data_dir).expanduser().resolve()))
 
-    import keras
-
-    import vae_tutorial as vt
-    from vae_tutorial.training import fit
-
     data = _load_data(config)
     test = data.test_images if args.max_images is None else data.test_images[: args.max_images]
     model = _build_model(config)
-    # fit() with as many epochs as the checkpoint holds restores it and trains nothing.
-    history = fit(
-        model,
-        test[:1],
-        epochs=1,
-        batch_size=1,
-        binarize=config["binarize"],
-        seed=config["seed"],
-        checkpoint_dir=out / "checkpoints",
-        progress=False,
-    )
+    history = vt.restore_run(model, out / "checkpoints")
     keras.utils.set_random_seed(config["seed"])
 
-    def batches():
+    def batches():  # the held-out batches fit scored every epoch on
         return vt.make_batches(
             test,
             batch_size=args.batch_size,
             binarize=config["binarize"],
             shuffle=False,
             seed=config["seed"],
-            epoch=2**30,
+            epoch=HELD_OUT_EPOCH,
         )
 
     print(
