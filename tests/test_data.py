@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import NO_FASHION_MNIST, SHARED_DATA
 
 from vae_tutorial import data
 from vae_tutorial.data import (
@@ -28,7 +30,6 @@ from vae_tutorial.data import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE_DIR = REPO_ROOT / "vae_tutorial" / "sample_data"
 
 # The official digests of the MNIST test split (as published with the shared data).
@@ -37,9 +38,8 @@ OFFICIAL_SHA256 = {
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
 
-needs_shared = pytest.mark.skipif(
-    not (SHARED_DATA / "fashion-mnist").is_dir(),
-    reason=f"the shared real datasets are not at {SHARED_DATA} (only on the project machines)",
+needs_fashion_mnist = pytest.mark.skipif(
+    not (SHARED_DATA / "fashion-mnist").is_dir(), reason=NO_FASHION_MNIST
 )
 
 
@@ -171,7 +171,7 @@ def test_mnist_npz_in_folder(tmp_path):
     assert "mnist.npz" in d.source
 
 
-@needs_shared
+@needs_fashion_mnist
 def test_real_fashion_mnist_from_shared_data():
     for name, folder in [
         ("fashion_mnist", SHARED_DATA),
@@ -218,16 +218,23 @@ def test_empty_directory_lists_what_was_looked_for(tmp_path):
         load_dataset("mnist", data_dir=tmp_path)
 
 
-@needs_shared
-def test_shared_mnist_has_no_train_split():
-    # ../shared/data/mnist holds only the test split: no silent fallback to the sample.
+@pytest.fixture
+def mnist_test_split_only(tmp_path) -> Path:
+    """A folder as MNIST's test files alone leave it: mnist/ without the train split."""
+    (tmp_path / "mnist").mkdir()
+    for name in OFFICIAL_SHA256:
+        shutil.copy(SAMPLE_DIR / name, tmp_path / "mnist" / name)
+    return tmp_path
+
+
+def test_mnist_without_train_split_is_an_error(mnist_test_split_only):
+    # No silent fallback to the sample when a folder is given.
     with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte.*download.*sample"):
-        load_dataset("mnist", data_dir=SHARED_DATA)
+        load_dataset("mnist", data_dir=mnist_test_split_only)
 
 
-@needs_shared
-def test_shared_mnist_missing_train_via_env(monkeypatch):
-    monkeypatch.setenv("VAE_TUTORIAL_DATA_DIR", str(SHARED_DATA))
+def test_mnist_without_train_split_via_env(mnist_test_split_only, monkeypatch):
+    monkeypatch.setenv("VAE_TUTORIAL_DATA_DIR", str(mnist_test_split_only))
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte.*unset VAE_TUTORIAL_DATA_DIR"):
         load_dataset("mnist")
 
@@ -323,6 +330,61 @@ def test_bundled_sample_offline(capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("NOTICE:")
     assert "official MNIST test split" in err[0] and "VAE_TUTORIAL_DATA_DIR" in err[0]
+
+
+def test_bundled_sample_split_is_stratified_random_and_fixed():
+    images = read_idx(SAMPLE_DIR / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(SAMPLE_DIR / "t10k-labels-idx1-ubyte.gz")
+    train, test = data.sample_split(labels)
+    assert (len(train), len(test)) == (8000, 2000)
+    assert len(np.union1d(train, test)) == 10000  # a partition of the 10,000 images
+    np.testing.assert_array_equal(data.sample_split(labels)[1], test)  # deterministic
+
+    def gaps(train_idx, test_idx):
+        intensity = abs(images[train_idx].mean() - images[test_idx].mean()) / 255
+        share = np.abs(
+            np.bincount(labels[train_idx], minlength=10) / len(train_idx)
+            - np.bincount(labels[test_idx], minlength=10) / len(test_idx)
+        ).max()
+        return intensity, share
+
+    # The official split's halves come from different writers: the old first-8,000 /
+    # last-2,000 split fails the tolerances that the stratified random split meets.
+    old_intensity, old_share = gaps(np.arange(8000), np.arange(8000, 10000))
+    intensity, share = gaps(train, test)
+    assert old_intensity > 0.008 and intensity < 0.004
+    assert old_share > 0.005 and share < 0.002
+    d = load_dataset("mnist", download=False)
+    np.testing.assert_array_equal(d.test_images, images[test])
+    np.testing.assert_array_equal(d.train_labels, labels[train])
+
+
+def test_offline_download_failure_is_one_clean_notice_line(monkeypatch, capsys):
+    def must_not_run():
+        raise AssertionError("download attempted although the host is unreachable")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", must_not_run)
+    monkeypatch.setattr(data, "_can_reach", lambda host: False)  # as with no network
+    load_dataset("mnist")
+    out, err = capsys.readouterr()
+    assert out == ""  # no "Downloading data from ..." line
+    [line] = err.strip().splitlines()
+    assert line.startswith("NOTICE: ") and "cannot be reached" in line
+    assert "Name or service" not in line and "Traceback" not in line
+
+
+def test_download_error_text_is_shortened(monkeypatch, capsys):
+    def keras_like_failure():
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/x/mnist.npz: None -- "
+            "[Errno -3] Temporary failure in name resolution"
+        )
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", keras_like_failure)
+    load_dataset("mnist")
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "the download failed (Exception: [Errno -3] Temporary failure" in line
+    assert "URL fetch failure" not in line and "storage.googleapis.com/x" not in line
 
 
 def test_offline_env_skips_download(monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""train_step as the seed calls it: its epoch loop, several models per process, bad input."""
+"""train_step as the original article calls it: its epoch loop, many models, bad input."""
 
 import textwrap
 
@@ -16,13 +16,13 @@ def binary_images(n, shape=(784,)):
     return RNG.integers(0, 2, size=(n, *shape)).astype("float32")
 
 
-def test_seed_epoch_loop_runs_unchanged(shared_data):
-    """The seed's usage snippet, verbatim but for the import, its data and its size."""
+def test_the_articles_epoch_loop_runs_unchanged():
+    """The original article's usage snippet, verbatim but for the import, its data and its size."""
     from vae_tutorial import load_dataset
 
-    images = load_dataset("fashion_mnist", data_dir=shared_data).train_images[:640]
+    images = load_dataset("mnist", download=False).train_images[:640]  # the bundled sample
     namespace = {"images": images}
-    seed_usage = textwrap.dedent(
+    article_usage = textwrap.dedent(
         """
         import numpy as np
         import tensorflow as tf
@@ -51,7 +51,7 @@ def test_seed_epoch_loop_runs_unchanged(shared_data):
           losses.append(np.mean(epoch_loss))
         """
     )
-    exec(seed_usage, namespace)
+    exec(article_usage, namespace)
     first, second = namespace["losses"]
     assert np.isfinite([first, second]).all()
     assert second < first < 784 * np.log(2) + 10
@@ -67,7 +67,7 @@ def test_train_step_returns_the_batch_loss_and_lowers_it():
 
 
 def test_a_second_and_third_model_in_the_same_process():
-    """The seed's module-level tf.function fails here ('SymbolicTensor' has no 'handle')."""
+    """The article's module-level tf.function fails here ('SymbolicTensor' has no 'handle')."""
     x = binary_images(32)
     for model in (VAE(2, 32), VAE(4, [64, 16]), ConvVAE(2)):
         batch = x.reshape(-1, *model.event_shape)
@@ -75,11 +75,11 @@ def test_a_second_and_third_model_in_the_same_process():
         assert np.isfinite(loss.numpy())
 
 
-def test_the_seeds_pitfall_is_real():
-    """Without building the optimizer first, the seed's pattern crashes on a second model."""
+def test_the_articles_pitfall_is_real():
+    """Without building the optimizer first, the article's pattern crashes on a second model."""
 
     @tf.function
-    def seed_train_step(model, optimizer, x):
+    def article_train_step(model, optimizer, x):
         with tf.GradientTape() as tape:
             loss = vae_loss(x, *model(x))
         gradients = tape.gradient(loss, model.trainable_variables)
@@ -87,9 +87,9 @@ def test_the_seeds_pitfall_is_real():
         return loss
 
     x = binary_images(8)
-    seed_train_step(VAE(2, 16), keras.optimizers.Adam(), x)
+    article_train_step(VAE(2, 16), keras.optimizers.Adam(), x)
     with pytest.raises(Exception, match="SymbolicTensor"):
-        seed_train_step(VAE(2, 16), keras.optimizers.Adam(), x)
+        article_train_step(VAE(2, 16), keras.optimizers.Adam(), x)
 
 
 def test_beta_weights_the_kl_term():

@@ -1,9 +1,8 @@
-"""Encoder, decoder and VAE models: the seed's MLP and a convolutional pair.
+"""Encoder, decoder and VAE models: the original article's MLP and a convolutional pair.
 
 Every encoder maps a batch to ``(mu, log_var)`` of the approximate posterior q(z | x);
 every decoder maps latent codes to Bernoulli *logits* (not probabilities: the loss works
-from logits, which stays finite). Taught in notebooks 04_gradienttape_training_step and
-05_training_on_mnist.
+from logits, which stays finite). Taught in notebook 03_the_model.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import tensorflow as tf
 from keras import layers
 
 from vae_tutorial.losses import bernoulli_log_likelihood, reparameterize
-from vae_tutorial.validation import check_batch_shape
+from vae_tutorial.validation import check_batch_shape, check_int
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -29,16 +28,15 @@ def _hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
     return sizes
 
 
-def _check_latent_dim(latent_dim: int) -> int:
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-        raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
-    return latent_dim
+def _latent_dim(latent_dim) -> int:
+    return check_int(latent_dim, "latent_dim", 1, fix="e.g. latent_dim=2.")
 
 
 class Encoder(keras.Model):
     """MLP encoder: x -> hidden ReLU layer(s) -> (mu, log_var).
 
-    ``intermediate_dim`` is one width (the seed's 128) or a list, e.g. ``[512, 512]``.
+    ``intermediate_dim`` is one width (the original article's 128) or a list, e.g.
+    ``[512, 512]``. Taught in notebook 03_the_model.
     """
 
     def __init__(self, latent_dim, intermediate_dim=128, **kwargs):
@@ -48,7 +46,7 @@ class Encoder(keras.Model):
             [layers.Dense(size, activation="relu") for size in _hidden_sizes(intermediate_dim)],
             name="hidden",
         )
-        self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
+        self.mu = layers.Dense(_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
     def call(self, x):
@@ -57,7 +55,10 @@ class Encoder(keras.Model):
 
 
 class Decoder(keras.Model):
-    """MLP decoder: z -> hidden ReLU layer(s) -> ``output_dim`` Bernoulli logits."""
+    """MLP decoder: z -> hidden ReLU layer(s) -> ``output_dim`` Bernoulli logits.
+
+    Taught in notebook 03_the_model.
+    """
 
     def __init__(self, latent_dim, intermediate_dim=128, output_dim=784, **kwargs):
         super().__init__(**kwargs)
@@ -84,7 +85,7 @@ class ConvEncoder(keras.Model):
             + [layers.Flatten()],
             name="features",
         )
-        self.mu = layers.Dense(_check_latent_dim(latent_dim), name="mu")
+        self.mu = layers.Dense(_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
     def call(self, x):
@@ -124,7 +125,7 @@ class _VariationalAutoencoder(keras.Model):
 
     def __init__(self, latent_dim, seed=None, **kwargs):
         super().__init__(**kwargs)
-        self.latent_dim = _check_latent_dim(latent_dim)
+        self.latent_dim = _latent_dim(latent_dim)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -135,13 +136,14 @@ class _VariationalAutoencoder(keras.Model):
         children["sampling_state"] = self.seed_generator.state
         return children
 
-    def _as_batch(self, x):
+    def as_batch(self, x):
+        """``x`` as a tensor of the model's dtype, its shape checked (a clear error if wrong)."""
         x = tf.convert_to_tensor(x)
         check_batch_shape(x, self.event_shape, type(self).__name__)
         return tf.cast(x, self.compute_dtype)
 
     def __call__(self, x, *args, **kwargs):
-        return super().__call__(self._as_batch(x), *args, **kwargs)
+        return super().__call__(self.as_batch(x), *args, **kwargs)
 
     def call(self, x):
         """Return ``(logits, mu, log_var)`` for a batch, with z drawn by reparameterization."""
@@ -151,7 +153,7 @@ class _VariationalAutoencoder(keras.Model):
 
     def encode(self, x):
         """The posterior's ``(mu, log_var)`` for a batch of images."""
-        return self.encoder(self._as_batch(x))
+        return self.encoder(self.as_batch(x))
 
     def decode(self, z):
         """Bernoulli logits for latent codes ``z`` of shape ``(n, latent_dim)``."""
@@ -174,10 +176,10 @@ class _VariationalAutoencoder(keras.Model):
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
 class VAE(_VariationalAutoencoder):
-    """The seed's MLP VAE: ``VAE(latent_dim=2, intermediate_dim=128, input_dim=784)``.
+    """The original article's MLP VAE: ``VAE(latent_dim=2, intermediate_dim=128, input_dim=784)``.
 
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
-    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 04_gradienttape_training_step.
+    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model.
     """
 
     def __init__(self, latent_dim=2, intermediate_dim=128, input_dim=784, seed=None, **kwargs):

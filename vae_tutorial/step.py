@@ -72,7 +72,7 @@ def train_step(model, optimizer, x, beta=1.0):
     Taught in notebook 04_gradienttape_training_step.
     """
     check_finite_number(beta, "beta")
-    x = model._as_batch(x)
+    x = model.as_batch(x)
     with graph_errors_as_value_errors():
         prepare_for_training(model, optimizer, x)
         step = compiled_for(model, train_step_terms)

@@ -1,16 +1,16 @@
-"""The seed article's VAE and training loop, as the baseline of bench_training.py.
+"""The original article's VAE and training loop, as the baseline of bench_training.py.
 
-This is the code of /work/shared/seed/vae-with-gradienttape.md (Encoder, Decoder, VAE,
-vae_loss, the module-level ``@tf.function train_step`` and the Python epoch loop with
-``.numpy()`` on every step), kept as it is so the benchmark measures the seed itself.
+This is the original article's code (Encoder, Decoder, VAE, vae_loss, the module-level
+``@tf.function train_step`` and the Python epoch loop with ``.numpy()`` on every step), kept
+as it is so the benchmark measures the article's loop itself.
 
-The ONE change, in ``vae_loss``: the seed calls
+The ONE change, in ``vae_loss``: the article calls
 ``tf.reduce_sum(tf.keras.losses.binary_crossentropy(original, reconstructed), axis=1)``,
 which crashes on TF 2.21 / Keras 3 ("Invalid reduction dimension 1"): binary_crossentropy
 already averages over the last axis and returns a rank-1 tensor. Here both arguments get a
 trailing axis of size 1 (``[..., None]``), so binary_crossentropy returns the per-pixel
-cross-entropy of shape (batch, 784) and the seed's ``reduce_sum(axis=1)`` sums it over the
-pixels, as the seed intended. Nothing else differs from the article (the data preparation
+cross-entropy of shape (batch, 784) and the article's ``reduce_sum(axis=1)`` sums it over the
+pixels, as the article intended. Nothing else differs from the article (the data preparation
 and the loop live in ``make_dataset`` / ``run_epoch`` below so the benchmark can time them).
 """
 
@@ -21,7 +21,7 @@ from tensorflow.keras import layers
 
 class Encoder(tf.keras.Model):
     def __init__(self, latent_dim, intermediate_dim=128):
-        super(Encoder, self).__init__()  # noqa: UP008 (the seed's spelling)
+        super(Encoder, self).__init__()  # noqa: UP008 (the article's spelling)
         self.dense1 = layers.Dense(intermediate_dim, activation="relu")
         self.mu = layers.Dense(latent_dim)
         self.log_var = layers.Dense(latent_dim)
@@ -85,13 +85,13 @@ def train_step(model, optimizer, x):
 
 
 def make_dataset(x_train_uint8, batch_size=32, input_dim=784):
-    """The seed's data preparation: a float32 copy in [0, 1], batched, not shuffled."""
+    """The article's data preparation: a float32 copy in [0, 1], batched, not shuffled."""
     x_train = x_train_uint8.reshape(-1, input_dim).astype("float32") / 255.0
     return tf.data.Dataset.from_tensor_slices(x_train).batch(batch_size)
 
 
 def run_epoch(vae, optimizer, train_dataset):
-    """The body of the seed's ``for epoch in range(epochs):`` loop (without its print)."""
+    """The body of the article's ``for epoch in range(epochs):`` loop (without its print)."""
     epoch_loss = []
     for batch in train_dataset:
         loss = train_step(vae, optimizer, batch)
