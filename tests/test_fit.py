@@ -17,6 +17,8 @@ import tensorflow as tf
 
 import vae_tutorial
 from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
+from vae_tutorial.batching import make_batches
+from vae_tutorial.compiled import tracing_count
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = {
@@ -290,3 +292,56 @@ def test_two_models_trained_by_fit_in_one_process():
 
 def test_fit_is_exported():
     assert vae_tutorial.fit is fit and vae_tutorial.NonFiniteLossError is NonFiniteLossError
+
+
+@pytest.mark.parametrize("binarize", ["none", "static"])
+def test_xla_multi_step_path_agrees_with_the_plain_graph(binarize):
+    # With "none" and "static", jit_compile=True runs the whole multi-step loop in one XLA
+    # launch: it must train as the plain graph does (up to float rounding).
+    xla = run(epochs=2, binarize=binarize, jit_compile=True)
+    plain = run(epochs=2, binarize=binarize, jit_compile=False)
+    # (the reparameterization noise differs: XLA has its own random numbers)
+    np.testing.assert_allclose(losses(xla), losses(plain), rtol=2e-3, atol=0.1)
+    assert xla[1]["train_loss"] < xla[0]["train_loss"]
+
+
+class BatchRecorder(VAE):
+    """A VAE that sums, in a variable, every training batch weighted by its step number."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="s")
+        self.seen = self.add_weight(shape=(784,), initializer="zeros", trainable=False, name="x")
+
+    def call(self, x, training=False):
+        if training:
+            self.step.assign_add(1.0)
+            self.seen.assign_add(tf.reduce_sum(x, axis=0) * self.step)
+        return super().call(x)
+
+
+@pytest.mark.parametrize("binarize", ["dynamic", "static"])
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fit_trains_on_exactly_make_batches_batches(binarize, jit_compile):
+    keras.utils.set_random_seed(0)
+    model = BatchRecorder(latent_dim=2, intermediate_dim=16)
+    train = TRAIN[:200]  # 3 full batches of 64 and a last one of 8, two epochs
+    fit(model, train, epochs=2, batch_size=64, binarize=binarize, seed=5, progress=False,
+        jit_compile=jit_compile)  # fmt: skip
+    expected, step = np.zeros(784), 0
+    for epoch in (0, 1):
+        for x in make_batches(train, batch_size=64, binarize=binarize, seed=5, epoch=epoch):
+            step += 1
+            expected += x.numpy().reshape(-1, 784).sum(axis=0) * step
+    assert int(model.step.numpy()) == step == 8
+    np.testing.assert_array_equal(model.seen.numpy(), expected)  # 0/1 pixels: exact sums
+
+
+def test_training_more_models_and_more_epochs_does_not_retrace():
+    first, second = small_vae(), small_vae(seed=1)
+    run(first, epochs=1)
+    traces = tracing_count(first)  # the multi-step loop, its XLA step, the held-out ELBO
+    assert 1 <= traces <= 4
+    run(first, epochs=2)
+    run(second, epochs=2)
+    assert tracing_count(first) == traces and tracing_count(second) == traces

@@ -30,3 +30,8 @@ def compiled_for(model, function, **tf_function_options):
         bound = functools.partial(_call_with_model, weakref.ref(model), function)
         per_model[key] = tf.function(bound, **tf_function_options)
     return per_model[key]
+
+
+def tracing_count(model) -> int:
+    """How many times ``model``'s compiled functions were traced so far (a retracing check)."""
+    return sum(f.experimental_get_tracing_count() for f in _CACHE.get(model, {}).values())
