@@ -339,9 +339,10 @@ def test_fit_trains_on_exactly_make_batches_batches(binarize, jit_compile):
 
 def test_training_more_models_and_more_epochs_does_not_retrace():
     first, second = small_vae(), small_vae(seed=1)
-    run(first, epochs=1)
+    optimizer = keras.optimizers.Adam(1e-3)
+    run(first, epochs=1, optimizer=optimizer)
     traces = tracing_count(first)  # the multi-step loop, its XLA step, the held-out ELBO
     assert 1 <= traces <= 4
-    run(first, epochs=2)
     run(second, epochs=2)
+    run(first, epochs=3, optimizer=optimizer)  # three more epochs, the same optimizer
     assert tracing_count(first) == traces and tracing_count(second) == traces
