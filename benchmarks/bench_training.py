@@ -6,13 +6,15 @@
     levels): the article's own loop (benchmarks/article_loop.py: per-step tf.function call
     and ``.numpy()``) against
     ``vt.fit`` on the same images. Both are warmed up first (tracing excluded), then timed
-    alternately, best of N. Target: fit >= 5x the article's loop.
+    alternately, best of N. Targets: fit >= 5x the article's loop on grey levels, >= 4x
+    with dynamic binarization.
 (b) Compute-bound configuration 784-512-512-20, batch 1024: FLOP/s achieved by fit's
     training step against TensorFlow's fp32 matmul peak (a chain of five dependent
     2048 x 2048 products in one tf.function), measured alternately in the same run.
-    Target: >= 60 % of the peak.
+    Targets: >= 70 % of the peak on grey levels, >= 60 % with dynamic binarization.
 (c) Peak resident memory of ``python -m vae_tutorial train`` (default configuration, 60,000
-    Fashion-MNIST images, 1 epoch) run as a subprocess: ru_maxrss of RUSAGE_CHILDREN.
+    Fashion-MNIST images, 2 epochs) run as a subprocess: ru_maxrss of RUSAGE_CHILDREN; and
+    its first epoch's speed against its second's (XLA compiles during the first; target >= 60 %).
     Target: <= 1.2 GB. Measured FIRST: a child's ru_maxrss counts the parent's resident pages
     at fork time, so spawned from a process holding TensorFlow and the data (about 1.3 GB
     after (a) and (b)) it would report the parent's size, not the child's.
@@ -40,7 +42,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TARGET_SPEEDUP = 5.0
-TARGET_PEAK_FRACTION = 0.60
+TARGET_SPEEDUP_DYNAMIC = 4.0
+TARGET_PEAK_FRACTION = 0.70
+TARGET_PEAK_FRACTION_DYNAMIC = 0.60
+TARGET_FIRST_EPOCH = 0.60  # first epoch's speed / second's, default CLI run
 TARGET_MEMORY_MB = 1.2 * 1024
 
 COMPUTE_LAYERS = (784, 512, 512, 20)
@@ -109,34 +114,40 @@ def bench_article_vs_fit(images, repeats: int) -> dict:
     # smaller: another trace for the article's loop, another XLA compilation for fit).
     article_loop.run_epoch(article_model, article_optimizer, article_data)
 
-    fit_model = vt.VAE(latent_dim=2, intermediate_dim=128, seed=0)
-    fit_optimizer = keras.optimizers.Adam(1e-3)
-    fit_kwargs = dict(
-        epochs=1, batch_size=32, optimizer=fit_optimizer, binarize="none", progress=False
-    )
-    fit(fit_model, images, **fit_kwargs)  # warm-up
+    runs = {}
+    for binarize in ("none", "dynamic"):
+        model = vt.VAE(latent_dim=2, intermediate_dim=128, seed=0)
+        kwargs = dict(
+            epochs=1,
+            batch_size=32,
+            optimizer=keras.optimizers.Adam(1e-3),
+            binarize=binarize,
+            progress=False,
+        )
+        fit(model, images, **kwargs)  # warm-up
+        runs[binarize] = (model, kwargs, [], [])
 
-    article_times, fit_times, fit_reported = [], [], []
-    for _ in range(repeats):
+    article_times = []
+    for _ in range(repeats):  # alternately: the machine's load hits all alike
         start = time.perf_counter()
         article_loop.run_epoch(article_model, article_optimizer, article_data)
         article_times.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        history = fit(fit_model, images, **fit_kwargs)
-        fit_times.append(time.perf_counter() - start)
-        fit_reported.append(history[-1]["images_per_second"])
+        for model, kwargs, times, reported in runs.values():
+            start = time.perf_counter()
+            history = fit(model, images, **kwargs)
+            times.append(time.perf_counter() - start)
+            reported.append(history[-1]["images_per_second"])
     article_rate = n / min(article_times)
-    fit_rate = n / min(fit_times)
-    return {
-        "images": n,
-        "repeats": repeats,
-        "article_images_per_second": article_rate,
-        "fit_images_per_second": fit_rate,
-        "fit_images_per_second_reported_by_fit": max(fit_reported),
-        "speedup": fit_rate / article_rate,
-        "article_seconds": article_times,
-        "fit_seconds": fit_times,
-    }
+    result = {"images": n, "repeats": repeats, "article_images_per_second": article_rate}
+    result["article_seconds"] = article_times
+    for binarize, (_, _, times, reported) in runs.items():
+        result[binarize] = {
+            "fit_images_per_second": n / min(times),
+            "fit_images_per_second_reported_by_fit": max(reported),
+            "speedup": n / min(times) / article_rate,
+            "fit_seconds": times,
+        }
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +248,8 @@ def bench_memory(data_dir: Path, limit_train: int | None) -> dict:
             "--data-dir",
             str(data_dir),
             "--epochs",
-            "1",
+            "2",
+            "--no-figures",
             "--out",
             str(Path(tmp) / "run"),
         ]
@@ -262,6 +274,7 @@ def bench_memory(data_dir: Path, limit_train: int | None) -> dict:
         "seconds": seconds,
         "train_images": limit_train or 60000,
         "test_elbo": metrics["test_elbo"],
+        "epoch_seconds": [e["seconds"] for e in metrics["epochs"]],
     }
 
 
@@ -300,7 +313,7 @@ def main(argv=None) -> int:
             f"test ELBO {c['test_elbo']:.2f} (parent's RSS at spawn {c['parent_rss_mb']:.0f} MB)"
         )
         memory_row = (
-            "(c) peak RSS of the CLI, 1 epoch" + (" (quick: 5k)" if args.quick else ""),
+            "(c) peak RSS of the CLI, 2 epochs" + (" (quick: 5k)" if args.quick else ""),
             f"{c['peak_rss_mb']:,.0f} MB",
             f"<= {TARGET_MEMORY_MB:,.0f} MB",
             c["peak_rss_mb"] <= TARGET_MEMORY_MB,
@@ -319,28 +332,22 @@ def main(argv=None) -> int:
         a = bench_article_vs_fit(images, repeats)
         report["a_article_vs_fit"] = a
         print(
-            f"(a) 784-128-2, batch 32: article loop "
-            f"{a['article_images_per_second']:,.0f} images/s, "
-            f"fit {a['fit_images_per_second']:,.0f} images/s (fit's own timer "
-            f"{a['fit_images_per_second_reported_by_fit']:,.0f})"
+            f"(a) 784-128-2, batch 32: article loop {a['article_images_per_second']:,.0f} images/s"
         )
-        rows.append(
-            (
-                "(a) fit / article loop, images/s (wall, whole fit call)",
-                f"{a['speedup']:.1f}x",
-                f">= {TARGET_SPEEDUP:.0f}x",
-                a["speedup"] >= TARGET_SPEEDUP,
+        for binarize, target in (("none", TARGET_SPEEDUP), ("dynamic", TARGET_SPEEDUP_DYNAMIC)):
+            r = a[binarize]
+            print(
+                f"    fit, binarize={binarize}: {r['fit_images_per_second']:,.0f} images/s "
+                f"(fit's own timer {r['fit_images_per_second_reported_by_fit']:,.0f})"
             )
-        )
-        inner = a["fit_images_per_second_reported_by_fit"] / a["article_images_per_second"]
-        rows.append(
-            (
-                "(a') same, fit's own per-epoch timer",
-                f"{inner:.1f}x",
-                f">= {TARGET_SPEEDUP:.0f}x",
-                inner >= TARGET_SPEEDUP,
+            rows.append(
+                (
+                    f"(a) fit / article loop, images/s, binarize={binarize}",
+                    f"{r['speedup']:.1f}x",
+                    f">= {target:.0f}x",
+                    r["speedup"] >= target,
+                )
             )
-        )
     if "b" not in skip:
         b = bench_flops(images, repeats)
         report["b_flops"] = b
@@ -371,12 +378,21 @@ def main(argv=None) -> int:
             (
                 "(b') same, dynamic binarization",
                 f"{100 * frac:.0f}%",
-                f">= {100 * TARGET_PEAK_FRACTION:.0f}%",
-                frac >= TARGET_PEAK_FRACTION,
+                f">= {100 * TARGET_PEAK_FRACTION_DYNAMIC:.0f}%",
+                frac >= TARGET_PEAK_FRACTION_DYNAMIC,
             )
         )
     if memory_row is not None:
         rows.append(memory_row)
+        first, second = report["c_memory"]["epoch_seconds"][:2]
+        rows.append(
+            (
+                "(c') CLI epoch 1 speed / epoch 2 speed",
+                f"{100 * second / first:.0f}%",
+                f">= {100 * TARGET_FIRST_EPOCH:.0f}%",
+                second / first >= TARGET_FIRST_EPOCH,
+            )
+        )
     report["load_after"] = machine_load()
     report["table"] = [
         {"figure": name, "measured": value, "target": target, "pass": ok}
