@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import NO_FASHION_MNIST, SHARED_DATA
 
 from vae_tutorial import data
 from vae_tutorial.data import (
@@ -37,10 +36,6 @@ OFFICIAL_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
 }
-
-needs_fashion_mnist = pytest.mark.skipif(
-    not (SHARED_DATA / "fashion-mnist").is_dir(), reason=NO_FASHION_MNIST
-)
 
 
 @pytest.fixture(autouse=True)
@@ -171,11 +166,10 @@ def test_mnist_npz_in_folder(tmp_path):
     assert "mnist.npz" in d.source
 
 
-@needs_fashion_mnist
-def test_real_fashion_mnist_from_shared_data():
+def test_real_fashion_mnist_from_shared_data(shared_data):
     for name, folder in [
-        ("fashion_mnist", SHARED_DATA),
-        ("fashion-mnist", SHARED_DATA / "fashion-mnist"),
+        ("fashion_mnist", shared_data),
+        ("fashion-mnist", shared_data / "fashion-mnist"),
     ]:
         d = load_dataset(name, data_dir=folder)
         assert d.name == "fashion_mnist"
