@@ -204,7 +204,7 @@ class VAE(_VariationalAutoencoder):
 class ConvVAE(_VariationalAutoencoder):
     """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
 
-    Taught in notebook 05_training_on_mnist.
+    The command line trains it with ``--conv``; no notebook teaches it yet.
     """
 
     def __init__(self, latent_dim=2, seed=None, **kwargs):
