@@ -3,8 +3,9 @@
 The notebooks' first markdown cell, the README and tests/test_setup.py all use these URLs.
 Print the badge lines for every notebook with::
 
-    python tools/links.py            # all notebooks/*.ipynb
+    python tools/links.py            # all notebooks, solutions included
     python tools/links.py 01_reparameterization_trick.ipynb
+    python tools/links.py solutions/03_the_model_solutions.ipynb
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def badges_markdown(notebook: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or sorted(p.name for p in Path(NOTEBOOK_DIR).glob("*.ipynb"))
+    folder = Path(NOTEBOOK_DIR)
+    names = argv or sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.ipynb"))
     for name in names:
-        print(f"{name}:\n{badges_markdown(Path(name).name)}\n")
+        name = Path(name).as_posix().removeprefix(f"{NOTEBOOK_DIR}/")
+        print(f"{name}:\n{badges_markdown(name)}\n")
     return 0
 
 
