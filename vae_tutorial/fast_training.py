@@ -8,9 +8,10 @@ train_step_terms(model, optimizer, x, beta)``. This module does exactly that, fa
   ``tf.data`` iterator runs between steps;
 - many steps run per ``tf.function`` call (as Keras' ``steps_per_execution`` does), sized so
   that a call takes about a quarter of a second and the progress bar still moves;
-- with XLA (``jit_compile``, the default for the flat MLP) the whole multi-step loop is one
-  XLA launch, except with "dynamic" binarization: XLA's random numbers are slow on CPU, so
-  there the uniforms are drawn by TensorFlow and only the step is compiled.
+- with XLA (``jit_compile``, the default for the flat MLP) the whole multi-step loop, batch
+  gathering and binarization included, is one XLA computation, compiled once per model;
+- the loop is written with ``tf.while_loop`` and traced without AutoGraph, which would
+  otherwise spend about a second rewriting the source of every function the step calls.
 
 Taught in notebook 05_training_on_mnist (which hands over to it without reading it).
 """
@@ -47,30 +48,28 @@ class EpochResult:
 
 
 def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
-           binarize, seed, jit_step):  # fmt: skip
+           binarize, seed):  # fmt: skip
     """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
     the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
 
-    ``size`` is a Python int (the batch size, or the epoch's last, smaller batch), so one XLA
-    computation can run the whole loop. uint8 / 255 is finite and in [0, 1]: no pixel check.
+    ``size``, the images per batch, is a Python int under XLA (which needs static shapes) and
+    a tensor otherwise (one trace then serves every batch size). uint8 / 255 is finite and in
+    [0, 1]: the batch needs no pixel check.
     """
-    if jit_step:
-        step = compiled_for(model, train_step_terms, jit_compile=True)
-    else:
-        step = functools.partial(train_step_terms, model)
-    sums = tf.zeros([3], tf.float32)
-    done = tf.constant(0, tf.int64)
-    bad = tf.constant(0, tf.int64)
-    while done < steps:  # not tf.range: XLA would compile once per value of steps
+
+    def body(done, sums, bad):
         x = epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
                         binarize=binarize, seed=seed, epoch=epoch)  # fmt: skip
         x = tf.reshape(x, [size, *model.event_shape])
-        terms = step(optimizer, x, beta, check_batch=False)
-        sums += tf.stack(terms) * size
+        terms = train_step_terms(model, optimizer, x, beta, check_batch=False)
         done += 1
-        if not tf.math.is_finite(terms[0]):
-            bad = done
-            break
+        bad = tf.where(tf.math.is_finite(terms[0]), bad, done)  # the loop stops at NaN/Inf
+        return done, sums + tf.stack(terms) * tf.cast(size, tf.float32), bad
+
+    zero = tf.constant(0, tf.int64)
+    done, sums, bad = tf.while_loop(
+        lambda done, sums, bad: (done < steps) & (bad == 0), body, (zero, tf.zeros([3]), zero)
+    )
     return sums, done, bad
 
 
@@ -82,9 +81,14 @@ class FastEpochs:
         self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
         self.steps_per_epoch = num_batches(self.n, batch_size)
         self._resident = resident_images(images, binarize, seed)
-        self._jit_loop = jit_compile and binarize != "dynamic"
-        self._jit_step = jit_compile and not self._jit_loop
-        self._chunk = compiled_for(model, _steps, jit_compile=self._jit_loop)
+        if jit_compile:
+            self._full = compiled_for(model, _steps, jit_compile=True, autograph=False)
+            # The epoch's last, smaller batch is one step: run eagerly, it costs milliseconds,
+            # where a second XLA compilation (another shape) would cost about a second.
+            self._last = functools.partial(_steps, model)
+        else:  # one plain graph for every batch size (size a tensor): one trace
+            self._full = self._last = compiled_for(model, _steps, autograph=False)
+        self._static_size = jit_compile
         self._steps_per_call = _FIRST_STEPS_PER_CALL
 
     def run(self, epoch: int, beta: float, progress=None) -> EpochResult:
@@ -97,11 +101,12 @@ class FastEpochs:
             size = self.batch_size if done < full else last
             steps = min(self._steps_per_call, full - done) if done < full else 1
             started = time.perf_counter()
-            chunk_sums, chunk_done, bad = self._chunk(
+            chunk_sums, chunk_done, bad = (self._full if done < full else self._last)(
                 self.optimizer, self._resident, order, tf.constant(done, tf.int64),
                 tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
-                tf.constant(epoch - 1, tf.int64), self.batch_size, size, self.binarize,
-                self.seed, self._jit_step,
+                tf.constant(epoch - 1, tf.int64), self.batch_size,
+                size if self._static_size else tf.constant(size, tf.int64), self.binarize,
+                self.seed,
             )  # fmt: skip
             sums += chunk_sums.numpy()
             images = done * self.batch_size + int(chunk_done) * size
