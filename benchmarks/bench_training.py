@@ -111,7 +111,7 @@ def bench_article_vs_fit(images, repeats: int) -> dict:
     article_optimizer = tf.keras.optimizers.Adam(1e-3)
     article_data = article_loop.make_dataset(images, batch_size=32)
     # Warm-up, one whole epoch each: tracing, and every batch shape (the last batch may be
-    # smaller: another trace for the article's loop, another XLA compilation for fit).
+    # smaller: another trace for the article's loop; fit runs it eagerly).
     article_loop.run_epoch(article_model, article_optimizer, article_data)
 
     runs = {}
@@ -310,7 +310,8 @@ def main(argv=None) -> int:
         report["c_memory"] = c
         print(
             f"(c) {c['command']}: peak RSS {c['peak_rss_mb']:,.0f} MB, {c['seconds']:.0f} s, "
-            f"test ELBO {c['test_elbo']:.2f} (parent's RSS at spawn {c['parent_rss_mb']:.0f} MB)"
+            f"test ELBO {c['test_elbo']:.2f} (parent's RSS at spawn {c['parent_rss_mb']:.0f} MB); "
+            f"epochs {', '.join(f'{s:.2f}' for s in c['epoch_seconds'])} s"
         )
         memory_row = (
             "(c) peak RSS of the CLI, 2 epochs" + (" (quick: 5k)" if args.quick else ""),

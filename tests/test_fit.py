@@ -294,9 +294,9 @@ def test_fit_is_exported():
     assert vae_tutorial.fit is fit and vae_tutorial.NonFiniteLossError is NonFiniteLossError
 
 
-@pytest.mark.parametrize("binarize", ["none", "static"])
+@pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
 def test_xla_multi_step_path_agrees_with_the_plain_graph(binarize):
-    # With "none" and "static", jit_compile=True runs the whole multi-step loop in one XLA
+    # jit_compile=True runs the whole multi-step loop, binarization included, in one XLA
     # launch: it must train as the plain graph does (up to float rounding).
     xla = run(epochs=2, binarize=binarize, jit_compile=True)
     plain = run(epochs=2, binarize=binarize, jit_compile=False)
@@ -341,7 +341,7 @@ def test_training_more_models_and_more_epochs_does_not_retrace():
     first, second = small_vae(), small_vae(seed=1)
     optimizer = keras.optimizers.Adam(1e-3)
     run(first, epochs=1, optimizer=optimizer)
-    traces = tracing_count(first)  # the multi-step loop, its XLA step, the held-out ELBO
+    traces = tracing_count(first)  # the XLA multi-step loop, the held-out ELBO
     assert 1 <= traces <= 4
     run(second, epochs=2)
     run(first, epochs=3, optimizer=optimizer)  # three more epochs, the same optimizer

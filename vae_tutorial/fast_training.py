@@ -9,7 +9,9 @@ train_step_terms(model, optimizer, x, beta)``. This module does exactly that, fa
 - many steps run per ``tf.function`` call (as Keras' ``steps_per_execution`` does), sized so
   that a call takes about a quarter of a second and the progress bar still moves;
 - with XLA (``jit_compile``, the default for the flat MLP) the whole multi-step loop, batch
-  gathering and binarization included, is one XLA computation, compiled once per model;
+  gathering and binarization included, is one XLA computation, compiled once per model
+  (dynamic binarization draws from a hash, ``batching.counter_uniform``: XLA's own random
+  numbers are about ten times slower on CPU);
 - the loop is written with ``tf.while_loop`` and traced without AutoGraph, which would
   otherwise spend about a second rewriting the source of every function the step calls.
 
