@@ -5,6 +5,11 @@
 #   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium)
 #   make lint           ruff check + ruff format --check
 #   make benchmark      time the training step (benchmarks/bench_training.py)
+#   make assignments    regenerate the student versions assignments/release/ from assignments/source/ (nbgrader)
+#   make grade SUBMISSIONS=folder [GRADES=grades]
+#                       autograde a folder of <student>/<assignment>/ submissions: GRADES/scores.csv
+#                       (per student and part), GRADES/feedback/ (HTML), GRADES/timings.csv
+#   make test-assignments  only the assignment tests (tests/test_assignments.py; part of make test)
 #   make clean          remove .venv and caches
 #
 # Every target uses the virtual environment's programs by path; nothing needs activating.
@@ -22,7 +27,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # add this environment's kernel and the sanitize file).
 NBVAL_OPTS := --nbval-lax
 
-.PHONY: lab test browser-test lint benchmark clean venv
+.PHONY: lab test browser-test lint benchmark clean venv assignments grade test-assignments
 
 venv: $(BIN)/python
 
@@ -55,6 +60,25 @@ lint: $(VENV)/.installed-test
 
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_training.py
+
+# Course assignments (nbgrader, in the `teach` extra). nbgrader runs `alembic` from PATH, so
+# the virtual environment's bin goes first. Grading works in a scratch copy ($(GRADES)/course).
+ASSIGNMENTS := $(notdir $(wildcard assignments/source/*))
+GRADES ?= grades
+SUBMISSIONS ?=
+
+assignments: $(VENV)/.installed-teach
+	cd assignments && for a in $(ASSIGNMENTS); do \
+		PATH="$(abspath $(BIN)):$$PATH" ../$(BIN)/nbgrader generate_assignment "$$a" --force --log-level=WARN || exit 1; \
+	done
+	rm -f assignments/gradebook.db
+
+grade: $(VENV)/.installed-teach
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder of <student>/<assignment>/ folders> [GRADES=grades]"; exit 2; }
+	$(BIN)/python tools/grade_assignments.py "$(SUBMISSIONS)" "$(GRADES)"
+
+test-assignments: $(VENV)/.installed-test
+	$(BIN)/python -m pytest tests/test_assignments.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info

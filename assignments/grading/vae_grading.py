@@ -1,0 +1,218 @@
+"""What the hidden tests use while nbgrader grades: references the student never sees.
+
+nbgrader_config.py puts this folder on the grading kernel's ``sys.path``; students' own
+kernels do not have it, and only hidden tests (removed from the released notebooks) import it.
+
+- ``package_disabled(...)``: while active, the named ``vae_tutorial`` functions raise, so an
+  answer that calls the package instead of implementing the formula fails. The functions'
+  code objects are swapped, which also catches aliases (``kl = vt.kl_divergence``,
+  ``from vae_tutorial import kl_divergence``) and classes that wrap the package's models.
+- ``replaced(namespace, **names)``: grade one part with the reference versions of the other
+  parts plugged in, so that a mistake is charged to its own part only.
+- the references: written from the formulas, not taken from ``vae_tutorial``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import math
+
+import numpy as np
+import tensorflow as tf
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _calls_the_package(*args, **kwargs):
+    raise AssertionError(
+        "this answer calls vae_tutorial's own implementation; write the computation yourself"
+    )
+
+
+def _resolve(dotted: str):
+    """``"losses.kl_divergence"`` or ``"models.VAE.call"`` -> the function object."""
+    parts = dotted.split(".")
+    obj = importlib.import_module(f"vae_tutorial.{parts[0]}")
+    for part in parts[1:]:
+        obj = getattr(obj, part)
+    return getattr(obj, "python_function", obj)  # a tf.function's plain function
+
+
+@contextlib.contextmanager
+def package_disabled(*dotted_names: str):
+    """Make the named ``vae_tutorial`` functions raise while the block runs."""
+    functions = [_resolve(name) for name in dotted_names]
+    saved = [f.__code__ for f in functions]
+    try:
+        for f in functions:
+            f.__code__ = _calls_the_package.__code__
+        yield
+    finally:
+        for f, code in zip(functions, saved, strict=True):
+            f.__code__ = code
+
+
+@contextlib.contextmanager
+def replaced(namespace: dict, **names):
+    """Bind ``names`` in ``namespace`` (the notebook's globals) while the block runs."""
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in names}
+    namespace.update(names)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
+def defined_outside_the_package(cls) -> bool:
+    """True when neither ``cls`` nor any of its bases comes from ``vae_tutorial``."""
+    return not any(base.__module__.startswith("vae_tutorial") for base in cls.__mro__)
+
+
+# -- references (assignment 01 and 05) ------------------------------------------------------
+
+
+def reparameterize(mu, log_var, eps=None):
+    mu = tf.convert_to_tensor(mu, tf.float32)
+    log_var = tf.convert_to_tensor(log_var, tf.float32)
+    if eps is None:
+        eps = tf.random.normal(tf.shape(mu))
+    return mu + tf.sqrt(tf.exp(log_var)) * eps
+
+
+def log_normal(z, mu, log_var):
+    z = tf.convert_to_tensor(z, tf.float32)
+    mu = tf.cast(mu, tf.float32)
+    log_var = tf.cast(log_var, tf.float32)
+    return tf.reduce_sum(
+        -0.5 * (LOG_2PI + log_var) - 0.5 * tf.square(z - mu) / tf.exp(log_var), axis=-1
+    )
+
+
+def log_mean_exp(log_w, axis=0):
+    log_w = tf.convert_to_tensor(log_w, tf.float32)
+    top = tf.reduce_max(log_w, axis=axis, keepdims=True)
+    mean = tf.reduce_mean(tf.exp(log_w - top), axis=axis)
+    return tf.math.log(mean) + tf.squeeze(top, axis)
+
+
+# -- references (assignment 02) ---------------------------------------------------------------
+
+
+def kl_divergence(mu, log_var):
+    """KL(N(mu, sigma^2) || N(0, 1)) = -log sigma + (sigma^2 + mu^2) / 2 - 1/2, summed."""
+    mu = tf.convert_to_tensor(mu, tf.float32)
+    log_sigma = 0.5 * tf.convert_to_tensor(log_var, tf.float32)
+    return tf.reduce_sum(-log_sigma + 0.5 * (tf.exp(2.0 * log_sigma) + mu**2) - 0.5, axis=-1)
+
+
+def bernoulli_log_likelihood(x, logits):
+    """sum_pixels log Bernoulli(x; sigmoid(logits)) = -sum softplus(-logits) - (1 - x) logits."""
+    logits = tf.convert_to_tensor(logits, tf.float32)
+    x = tf.cast(x, tf.float32)
+    return tf.reduce_sum(-tf.nn.softplus(-logits) - (1.0 - x) * logits, axis=-1)
+
+
+# -- references and probes (assignment 03) ----------------------------------------------------
+
+
+class ConstantEncoder(tf.keras.Model):
+    """An encoder whose posterior is N(mu, exp(log_var)) for every image (log 0.25 by default)."""
+
+    def __init__(self, latent_dim, *args, mu=3.0, log_var=-1.3862944, **kwargs):
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.mu_value = self.add_weight(shape=(), initializer=tf.keras.initializers.Constant(mu))
+        self.log_var_value = float(log_var)
+
+    def call(self, x):
+        ones = tf.ones([tf.shape(x)[0], self.latent_dim])
+        return self.mu_value * ones, self.log_var_value * ones
+
+
+class IdentityDecoder(tf.keras.Model):
+    """A decoder that returns its input: the VAE's logits are then the sampled z itself."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def call(self, z):
+        return tf.identity(z)
+
+
+def dense_forward(x, kernel, bias, relu):
+    h = np.asarray(x, np.float64) @ np.asarray(kernel, np.float64) + np.asarray(bias, np.float64)
+    return np.maximum(h, 0.0) if relu else h
+
+
+# -- references and probes (assignment 04) ----------------------------------------------------
+
+
+class DeterministicVAE(tf.keras.Model):
+    """A small VAE with z = mu (no noise), so that two training steps can be compared exactly."""
+
+    def __init__(self, latent_dim=2, hidden=8, input_dim=12):
+        super().__init__()
+        self.hidden = tf.keras.layers.Dense(hidden, activation="tanh")
+        self.mu = tf.keras.layers.Dense(latent_dim)
+        self.log_var = tf.keras.layers.Dense(latent_dim)
+        self.out = tf.keras.layers.Dense(input_dim)
+
+    def call(self, x, training=False):
+        h = self.hidden(x)
+        mu, log_var = self.mu(h), self.log_var(h)
+        return self.out(mu), mu, log_var
+
+
+def negative_elbo(x, logits, mu, log_var):
+    return tf.reduce_mean(-bernoulli_log_likelihood(x, logits) + kl_divergence(mu, log_var))
+
+
+def reference_sgd_step(model, x, learning_rate):
+    """One plain gradient-descent step on the negative ELBO; returns the loss before it."""
+    with tf.GradientTape() as tape:
+        loss = negative_elbo(x, *model(x, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    for variable, gradient in zip(model.trainable_variables, gradients, strict=True):
+        variable.assign_sub(learning_rate * gradient)
+    return float(loss)
+
+
+# -- a model with an exact log p(x) (assignment 05) -------------------------------------------
+
+
+class LinearGaussian:
+    """z ~ N(0, 1), x | z ~ N(z, s2) in one dimension: log p(x) = log N(x; 0, 1 + s2).
+
+    ``exact=True`` encodes with the true posterior N(x / (1 + s2), s2 / (1 + s2)), for which
+    every importance weight equals p(x); otherwise with the prior N(0, 1).
+    """
+
+    def __init__(self, s2, exact):
+        self.s2, self.exact = float(s2), exact
+
+    def encode(self, x):
+        x = tf.convert_to_tensor(x, tf.float32)
+        if self.exact:
+            mu = x / (1.0 + self.s2)
+            return mu, tf.fill(tf.shape(x), math.log(self.s2 / (1.0 + self.s2)))
+        return tf.zeros_like(x), tf.zeros_like(x)
+
+    def log_likelihood(self, x, z):
+        x = tf.convert_to_tensor(x, tf.float32)
+        log_density = -0.5 * (LOG_2PI + math.log(self.s2)) - (x - z) ** 2 / (2 * self.s2)
+        return tf.reduce_sum(log_density, axis=-1)
+
+    def log_px(self, x):
+        v = 1.0 + self.s2
+        return -0.5 * (LOG_2PI + math.log(v)) - np.asarray(x, np.float64)[:, 0] ** 2 / (2 * v)
+
+    def elbo_with_prior(self, x):
+        """E_{z ~ N(0,1)} log N(x; z, s2) in closed form: the ELBO when q is the prior."""
+        x = np.asarray(x, np.float64)[:, 0]
+        return -0.5 * (LOG_2PI + math.log(self.s2)) - (x**2 + 1.0) / (2 * self.s2)

@@ -1,0 +1,138 @@
+"""Student submissions for the assignment tests: the released notebooks, answered.
+
+``answered(assignment, mistake)`` fills every solution cell of a released notebook with the
+source's solution (markers removed), then plants one of the classic mistakes below, each a
+one-line edit in the part it belongs to. ``MISTAKES[name].lost`` names the test cells that
+must score zero; every other autograded cell must keep full marks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+COURSE = Path(__file__).resolve().parents[1] / "assignments"
+MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
+
+
+@dataclass(frozen=True)
+class Mistake:
+    edits: dict[str, list[tuple[str, str, str]]]  # assignment -> [(cell id, old, new)]
+    lost: dict[str, set[str]]  # assignment -> the test cells it must lose
+
+
+MISTAKES = {
+    # the original article's "obvious fix": a mean over pixels instead of a sum
+    "mean_over_pixels": Mistake(
+        {
+            "02_elbo": [
+                (
+                    "bernoulli-log-likelihood",
+                    "return tf.reduce_sum(per_pixel, axis=-1)",
+                    "return tf.reduce_mean(per_pixel, axis=-1)",
+                )
+            ]
+        },
+        {"02_elbo": {"test-bernoulli-log-likelihood"}},
+    ),
+    # the variance where the standard deviation belongs
+    "exp_log_var": Mistake(
+        {"01_reparameterization": [("reparameterize", "tf.exp(0.5 * log_var)", "tf.exp(log_var)")]},
+        {"01_reparameterization": {"test-reparameterize"}},
+    ),
+    "kl_sign_flipped": Mistake(
+        {
+            "02_elbo": [
+                ("kl-divergence", "return 0.5 * tf.reduce_sum(", "return -0.5 * tf.reduce_sum(")
+            ]
+        },
+        {"02_elbo": {"test-kl-divergence"}},
+    ),
+    # the reparameterized sample cut off the tape: no gradient reaches mu and log_var
+    "sample_detached": Mistake(
+        {
+            "01_reparameterization": [
+                ("pathwise-gradient", "f(z))", "f(tf.stop_gradient(z)))"),
+            ],
+            "03_model": [
+                (
+                    "vae",
+                    "z = mu + tf.exp(0.5 * log_var) * eps",
+                    "z = tf.stop_gradient(mu + tf.exp(0.5 * log_var) * eps)",
+                )
+            ],
+        },
+        {"01_reparameterization": {"test-pathwise-gradient"}, "03_model": {"test-vae"}},
+    ),
+    # the package's function in place of an implementation
+    "package_imported": Mistake(
+        {
+            "02_elbo": [
+                (
+                    "kl-divergence",
+                    "def kl_divergence(",
+                    "from vae_tutorial import kl_divergence as package_kl\n\n\ndef kl_divergence(",
+                ),
+                (
+                    "kl-divergence",
+                    "return 0.5 * tf.reduce_sum(",
+                    "return package_kl(mu, log_var)\n    return 0.5 * tf.reduce_sum(",
+                ),
+            ]
+        },
+        {"02_elbo": {"test-kl-divergence"}},
+    ),
+    # an endless loop in one part
+    "endless_loop": Mistake(
+        {
+            "01_reparameterization": [
+                ("pathwise-gradient", "mu = tf.Variable(float(mu))", "while True:\n        pass"),
+            ]
+        },
+        {"01_reparameterization": {"test-pathwise-gradient"}},
+    ),
+}
+
+
+def notebook_path(kind: str, assignment: str) -> Path:
+    return COURSE / kind / assignment / f"{assignment}.ipynb"
+
+
+def solution_text(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if line.strip() not in MARKERS)
+
+
+def answered(assignment: str, mistake: str | None = None):
+    """The released notebook with every answer filled in (and ``mistake`` planted)."""
+    source = nbformat.read(notebook_path("source", assignment), as_version=4)
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: solution_text(c.source)
+        for c in source.cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
+    edits = MISTAKES[mistake].edits.get(assignment, []) if mistake else []
+    for cell_id, old, new in edits:
+        assert answers[cell_id].count(old) == 1, f"{mistake}: {old!r} not once in {cell_id}"
+        answers[cell_id] = answers[cell_id].replace(old, new)
+    notebook = nbformat.read(notebook_path("release", assignment), as_version=4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            cell.source = answers[grade_id]
+    return notebook
+
+
+def write_submissions(folder: Path, students: dict[str, list[str]]) -> None:
+    """``students``: name -> assignments. ``solution`` answers all, ``blank`` hands in the
+    released notebooks as they are, a name from MISTAKES plants that mistake."""
+    for student, assignments in students.items():
+        for assignment in assignments:
+            target = folder / student / assignment / f"{assignment}.ipynb"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if student == "blank":
+                notebook = nbformat.read(notebook_path("release", assignment), as_version=4)
+            else:
+                notebook = answered(assignment, None if student == "solution" else student)
+            nbformat.write(notebook, target)
