@@ -19,6 +19,8 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.figure import Figure
 
+from vae_tutorial.validation import check_int
+
 __all__ = [
     "manifold_grid",
     "pca_project",
@@ -129,12 +131,6 @@ def _show(ax, picture, title=None) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def _check_positive_int(what: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive int, got {value!r}.")
-    return int(value)
-
-
 def pca_project(points, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Project points (N, D) on their top ``n_components`` principal directions.
 
@@ -148,7 +144,7 @@ def pca_project(points, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or len(points) == 0:
         raise ValueError(f"points must be a non-empty (N, D) array, got shape {points.shape}.")
-    n_components = _check_positive_int("n_components", n_components)
+    n_components = check_int(n_components, "n_components", 1)
     if n_components > points.shape[1]:
         raise ValueError(
             f"n_components={n_components} but the points have only {points.shape[1]} dimensions."
@@ -174,7 +170,7 @@ def manifold_grid(n: int = 20) -> np.ndarray:
 
     Taught in notebook 06_latent_space.
     """
-    n = _check_positive_int("n", n)
+    n = check_int(n, "n", 1)
     normal = NormalDist()
     q = np.array([normal.inv_cdf((i + 0.5) / n) for i in range(n)])
     z1, z2 = np.meshgrid(q, q[::-1])
@@ -231,7 +227,7 @@ def plot_reconstructions(model, images, n: int = 10) -> Figure:
     A reconstruction is the decoder's pixel probabilities at the posterior mean. The figure
     has ``2 * n`` axes with one image each. Taught in notebook 06_latent_space.
     """
-    n = _check_positive_int("n", n)
+    n = check_int(n, "n", 1)
     images = np.asarray(images)[:n]
     n = len(images)
     if n == 0:
@@ -255,7 +251,7 @@ def plot_samples(model, n: int = 64) -> Figure:
     Shown are the decoder's pixel probabilities (the mean image), not binary draws.
     Taught in notebook 06_latent_space.
     """
-    n = _check_positive_int("n", n)
+    n = check_int(n, "n", 1)
     pictures = _as_pictures(np.asarray(model.sample(n)))
     cols = math.ceil(math.sqrt(n))
     fig = _new_figure(figsize=(6, 6 * (-(-n // cols)) / cols + 0.4))
@@ -317,7 +313,7 @@ def plot_manifold(model, n: int = 20) -> Figure:
     (:func:`manifold_grid`), so it spans the prior evenly in probability.
     Taught in notebook 06_latent_space.
     """
-    n = _check_positive_int("n", n)
+    n = check_int(n, "n", 1)
     if model.latent_dim != 2:
         raise ValueError(
             f"plot_manifold needs a 2-d latent space, but this model has latent_dim="
@@ -348,7 +344,7 @@ def plot_interpolation(model, image_a, image_b, steps: int = 10) -> Figure:
     z_t = (1 - t) mu_a + t mu_b for t evenly spaced in [0, 1]; one axes per step.
     Taught in notebook 06_latent_space.
     """
-    steps = _check_positive_int("steps", steps)
+    steps = check_int(steps, "steps", 1)
     if steps < 2:
         raise ValueError(f"steps must be at least 2 (the two end points), got {steps}.")
     pair = np.stack([_as_floats(image_a).reshape(-1), _as_floats(image_b).reshape(-1)])
