@@ -31,7 +31,7 @@ import numpy as np
 from vae_tutorial import config
 from vae_tutorial.batching import BINARIZE_MODES, binarize_images, make_batches, num_batches
 from vae_tutorial.idx import DataError, aligned, read_idx
-from vae_tutorial.validation import IMAGE_SHAPE
+from vae_tutorial.validation import IMAGE_SHAPE, check_int
 
 __all__ = [
     "BINARIZE_MODES",
@@ -153,15 +153,14 @@ class ImageData:
     def _check_count(what: str, n: int | None, available: int) -> int:
         if n is None:
             return available
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"subset: {what} must be a non-negative int or None, got {n!r}.")
+        n = check_int(n, f"subset: {what}", 0, fix="None keeps every image.")
         if n > available:
             raise ValueError(
                 f"subset: {what}={n:,} but this data has only {available:,} images; "
                 f"ask for at most {available:,} (the bundled MNIST sample has 8,000 train and "
                 "2,000 test images)."
             )
-        return int(n)
+        return n
 
     def __repr__(self) -> str:
         return (
