@@ -383,24 +383,9 @@ def test_bundled_fashion_sample_files_are_the_official_ones():
     assert "Zalando" in (SAMPLE_DIR / "README.md").read_text()
 
 
-def test_bundled_fashion_sample_offline(monkeypatch, capsys):
-    def must_not_run():
-        raise AssertionError("download attempted in offline mode")
-
-    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", must_not_run)
-    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    d = load_dataset("fashion-mnist")
-    assert d.name == "fashion_mnist" and d.class_names[0] == "T-shirt/top"
-    assert d.train_images.shape == (8000, 28, 28) and d.test_images.shape == (2000, 28, 28)
-    assert d.train_images.dtype == np.uint8 and d.test_labels.dtype == np.uint8
-    assert "Fashion-MNIST test split" in d.source and "8,000" in d.source
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("NOTICE:") and "VAE_TUTORIAL_OFFLINE" in line
-    assert "official Fashion-MNIST test split" in line
-
-
 def test_bundled_fashion_sample_split_is_stratified_and_fixed():
     d = load_dataset("fashion_mnist", download=False)
+    assert d.name == "fashion_mnist" and d.class_names[0] == "T-shirt/top"
     # Fashion-MNIST's test split has exactly 1,000 images per class: 800 / 200 after the split.
     np.testing.assert_array_equal(np.bincount(d.train_labels, minlength=10), [800] * 10)
     np.testing.assert_array_equal(np.bincount(d.test_labels, minlength=10), [200] * 10)
@@ -471,15 +456,23 @@ def test_download_error_text_is_shortened(monkeypatch, capsys):
     assert "URL fetch failure" not in line and "storage.googleapis.com/x" not in line
 
 
-def test_offline_env_skips_download(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("name", "title"), [("mnist", "MNIST"), ("fashion-mnist", "Fashion-MNIST")]
+)
+def test_offline_env_skips_download(name, title, monkeypatch, capsys):
     def must_not_run():
         raise AssertionError("download attempted in offline mode")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", must_not_run)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", must_not_run)
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    d = load_dataset("mnist")
-    assert len(d.train_images) == 8000
-    assert "VAE_TUTORIAL_OFFLINE" in capsys.readouterr().err
+    d = load_dataset(name)
+    assert d.train_images.shape == (8000, 28, 28) and d.test_images.shape == (2000, 28, 28)
+    assert d.train_images.dtype == np.uint8 and d.test_labels.dtype == np.uint8
+    assert f"official {title} test split" in d.source
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"NOTICE: vae_tutorial is using its bundled {title} sample")
+    assert "VAE_TUTORIAL_OFFLINE" in line
 
 
 def test_sample_checksum_mismatch(monkeypatch):
