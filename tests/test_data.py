@@ -290,16 +290,13 @@ def test_image_label_count_mismatch(tmp_path):
         load_dataset("mnist", data_dir=tmp_path)
 
 
-def test_fashion_offline_without_data_dir():
-    with pytest.raises(DataError, match=r"download=False.*VAE_TUTORIAL_DATA_DIR.*IDX files"):
-        load_dataset("fashion_mnist", download=False)
-
-
-def test_fashion_download_failure_names_reason_and_fix():
-    with pytest.raises(
-        DataError, match=r"download failed \(RuntimeError: network disabled.*connect.*data_dir="
-    ):
-        load_dataset("fashion_mnist")
+def test_fashion_download_failure_falls_back_to_its_sample(capsys):
+    d = load_dataset("fashion_mnist")  # the autouse fixture makes the download raise
+    assert d.name == "fashion_mnist" and len(d.train_images) == 8000
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("NOTICE: vae_tutorial is using its bundled Fashion-MNIST sample")
+    assert "download failed (RuntimeError: network disabled in tests)" in line
+    assert "VAE_TUTORIAL_DATA_DIR" in line and "fashion_mnist.npz" in line
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,6 +350,84 @@ def test_bundled_sample_split_is_stratified_random_and_fixed():
     np.testing.assert_array_equal(d.train_labels, labels[train])
 
 
+# The official Fashion-MNIST test split (the shared data's digests; Debian's gzip files).
+FASHION_SHA256 = {
+    "fashion-mnist-t10k-images-idx3-ubyte.gz": (
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"
+    ),
+    "fashion-mnist-t10k-labels-idx1-ubyte.gz": (
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"
+    ),
+}
+# sha256 of the sorted held-out positions as little-endian int64: pins each sample's split.
+HELD_OUT_DIGEST = {
+    "mnist": "ece7699d72089ff1483464c0c88fa22426b63084e68633730b3e94de88ac9df8",
+    "fashion_mnist": "788214c8b278abf5ed408e57359a7df6805a2442924004fc868d08cd46115c96",
+}
+
+
+def read_idx_by_hand(path: Path) -> np.ndarray:
+    """An IDX file read with gzip and struct alone (independent of vae_tutorial.idx)."""
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def test_bundled_fashion_sample_files_are_the_official_ones():
+    for fname, digest in FASHION_SHA256.items():
+        assert hashlib.sha256((SAMPLE_DIR / fname).read_bytes()).hexdigest() == digest
+        assert data._SAMPLE_SHA256[fname] == digest
+    total = sum((SAMPLE_DIR / f).stat().st_size for f in FASHION_SHA256)
+    assert total < 5 * 2**20  # the package stays small
+    assert "Zalando" in (SAMPLE_DIR / "README.md").read_text()
+
+
+def test_bundled_fashion_sample_split_is_stratified_and_fixed():
+    d = load_dataset("fashion_mnist", download=False)
+    assert d.name == "fashion_mnist" and d.class_names[0] == "T-shirt/top"
+    # Fashion-MNIST's test split has exactly 1,000 images per class: 800 / 200 after the split.
+    np.testing.assert_array_equal(np.bincount(d.train_labels, minlength=10), [800] * 10)
+    np.testing.assert_array_equal(np.bincount(d.test_labels, minlength=10), [200] * 10)
+    # Shuffled: not grouped by class (the first 50 held-out images hold most of the classes).
+    assert len(np.unique(d.test_labels[:50])) >= 8
+    again = load_dataset("fashion_mnist", download=False)
+    np.testing.assert_array_equal(again.test_images, d.test_images)
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
+def test_sample_split_is_pinned(name):
+    labels = read_idx_by_hand(SAMPLE_DIR / data._DATASETS[name].sample_files[1])
+    train, test = data.sample_split(labels)
+    assert len(np.union1d(train, test)) == len(labels) == 10_000  # a partition
+    digest = hashlib.sha256(np.sort(test).astype("<i8").tobytes()).hexdigest()
+    assert digest == HELD_OUT_DIGEST[name], "the sample's split changed: held-out scores move"
+
+
+def test_bundled_fashion_sample_equals_the_official_files(shared_data):
+    folder = shared_data / "fashion-mnist"
+    images = read_idx_by_hand(folder / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx_by_hand(folder / "t10k-labels-idx1-ubyte.gz")
+    d = load_dataset("fashion_mnist", download=False)
+    train, test = data.sample_split(labels)
+    np.testing.assert_array_equal(d.train_images, images[train])
+    np.testing.assert_array_equal(d.train_labels, labels[train])
+    np.testing.assert_array_equal(d.test_images, images[test])
+    np.testing.assert_array_equal(d.test_labels, labels[test])
+    # and the sample is the test split, not images of the official training split
+    full = load_dataset("fashion_mnist", data_dir=shared_data)
+    np.testing.assert_array_equal(full.test_images, images)
+
+
+def test_fashion_sample_checksum_mismatch(monkeypatch):
+    name = "fashion-mnist-t10k-labels-idx1-ubyte.gz"
+    monkeypatch.setitem(data._SAMPLE_SHA256, name, "0" * 64)
+    with pytest.raises(
+        DataError, match=r"Fashion-MNIST sample file .*labels.* has sha256.*reinstall"
+    ):
+        load_dataset("fashion_mnist", download=False)
+
+
 def test_offline_download_failure_is_one_clean_notice_line(monkeypatch, capsys):
     def must_not_run():
         raise AssertionError("download attempted although the host is unreachable")
@@ -381,15 +456,23 @@ def test_download_error_text_is_shortened(monkeypatch, capsys):
     assert "URL fetch failure" not in line and "storage.googleapis.com/x" not in line
 
 
-def test_offline_env_skips_download(monkeypatch, capsys):
+@pytest.mark.parametrize(
+    ("name", "title"), [("mnist", "MNIST"), ("fashion-mnist", "Fashion-MNIST")]
+)
+def test_offline_env_skips_download(name, title, monkeypatch, capsys):
     def must_not_run():
         raise AssertionError("download attempted in offline mode")
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", must_not_run)
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", must_not_run)
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    d = load_dataset("mnist")
-    assert len(d.train_images) == 8000
-    assert "VAE_TUTORIAL_OFFLINE" in capsys.readouterr().err
+    d = load_dataset(name)
+    assert d.train_images.shape == (8000, 28, 28) and d.test_images.shape == (2000, 28, 28)
+    assert d.train_images.dtype == np.uint8 and d.test_labels.dtype == np.uint8
+    assert f"official {title} test split" in d.source
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"NOTICE: vae_tutorial is using its bundled {title} sample")
+    assert "VAE_TUTORIAL_OFFLINE" in line
 
 
 def test_sample_checksum_mismatch(monkeypatch):

@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir",
         default=None,
         help="folder with the dataset's IDX files or .npz (default: $VAE_TUTORIAL_DATA_DIR; "
-        "unset: download, or offline the bundled MNIST sample)",
+        "unset: download, or offline the dataset's bundled sample)",
     )
     train.add_argument("--latent-dim", type=_positive_int, default=LATENT_DIM, help=DEF)
     train.add_argument(

@@ -6,9 +6,9 @@ Where the images come from (first match wins):
    directory is given it is used or an error says what is missing: there is no silent fallback;
 2. a download through ``keras.datasets`` (unless offline: ``download=False`` or
    ``VAE_TUTORIAL_OFFLINE=1``);
-3. MNIST only: the bundled sample, the official MNIST test split (10,000 images) split 8,000 /
+3. the bundled sample of that dataset: its official test split (10,000 images) split 8,000 /
    2,000 by a fixed random permutation stratified by label, announced by one ``NOTICE:`` line
-   on stderr.
+   on stderr. MNIST and Fashion-MNIST each have one (``sample_data/README.md``).
 
 The images stay ``uint8``; ``batching`` turns them into float32 batches. The IDX reader is in
 ``idx``. ``binarize_images``, ``make_batches``, ``num_batches`` and ``read_idx`` are
@@ -51,11 +51,17 @@ _IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-# The bundled sample: the official MNIST test split, unmodified (see sample_data/README.md).
+# The bundled samples: each dataset's official test split, unmodified (see sample_data/README.md).
 _SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data"
 _SAMPLE_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
     "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    "fashion-mnist-t10k-images-idx3-ubyte.gz": (
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa"
+    ),
+    "fashion-mnist-t10k-labels-idx1-ubyte.gz": (
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05"
+    ),
 }
 _SAMPLE_N_TEST = 2000
 _SAMPLE_SPLIT_SEED = 20_240_801  # fixes the sample's train / held-out split for good
@@ -69,6 +75,7 @@ class _Spec:
     npz_names: tuple[str, ...]
     class_names: tuple[str, ...]
     where_to_get: str
+    sample_files: tuple[str, str]  # the bundled sample's images and labels, in _SAMPLE_DIR
 
 
 _DATASETS = {
@@ -79,6 +86,7 @@ _DATASETS = {
         npz_names=("mnist.npz",),
         class_names=tuple(str(d) for d in range(10)),
         where_to_get="https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",
+        sample_files=("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
     ),
     "fashion_mnist": _Spec(
         title="Fashion-MNIST",
@@ -98,6 +106,10 @@ _DATASETS = {
             "Ankle boot",
         ),
         where_to_get="the four *-ubyte.gz files of https://github.com/zalandoresearch/fashion-mnist",
+        sample_files=(
+            "fashion-mnist-t10k-images-idx3-ubyte.gz",
+            "fashion-mnist-t10k-labels-idx1-ubyte.gz",
+        ),
     ),
 }
 
@@ -157,8 +169,8 @@ class ImageData:
         if n > available:
             raise ValueError(
                 f"subset: {what}={n:,} but this data has only {available:,} images; "
-                f"ask for at most {available:,} (the bundled MNIST sample has 8,000 train and "
-                "2,000 test images)."
+                f"ask for at most {available:,} (each bundled sample, MNIST's and "
+                "Fashion-MNIST's, has 8,000 train and 2,000 test images)."
             )
         return n
 
@@ -246,11 +258,7 @@ def _load_from_dir(name: str, folder: Path, from_env: bool) -> ImageData:
     folder = folder.resolve()
     no_dir_fix = (
         "unset VAE_TUTORIAL_DATA_DIR" if from_env else "call load_dataset without data_dir"
-    ) + (
-        " to download MNIST (or, offline, to use the bundled 10,000-image sample)"
-        if name == "mnist"
-        else f" to download {spec.title}"
-    )
+    ) + f" to download {spec.title} (or, offline, to use the bundled 10,000-image sample)"
     if not folder.is_dir():
         raise DataError(
             f"{spec.title}: {origin} is not a directory. Fix: point it at a folder holding "
@@ -333,10 +341,11 @@ def _sha256(path: Path) -> str:
 
 
 def sample_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out positions of the bundled sample: 8,000 / 2,000, stratified by label.
+    """Train and held-out positions of a bundled sample: 8,000 / 2,000, stratified by label.
 
-    Not the first 8,000 / last 2,000: the official test split's second half comes from other
-    writers (its mean intensity is 0.142 against 0.130), which would bias held-out scores.
+    The same split for MNIST's sample and Fashion-MNIST's. Not the first 8,000 / last 2,000:
+    MNIST's official test split's second half comes from other writers (its mean intensity is
+    0.142 against 0.130), which would bias held-out scores.
     A fixed permutation, sorted by label (stable), puts each label's images in a random order
     one after another; every fifth position is held out, so each label keeps its share. Both
     index arrays come back in a random order, so their first images are a fair subset too.
@@ -351,27 +360,27 @@ def sample_split(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return rng.permutation(np.flatnonzero(~held_out)), rng.permutation(np.flatnonzero(held_out))
 
 
-def _load_sample() -> ImageData:
-    arrays = {}
-    for fname, expected in _SAMPLE_SHA256.items():
-        path = _SAMPLE_DIR / fname
+def _load_sample(name: str) -> ImageData:
+    spec = _DATASETS[name]
+    arrays = []
+    for fname in spec.sample_files:
+        path, expected = _SAMPLE_DIR / fname, _SAMPLE_SHA256[fname]
         if not path.is_file():
             raise DataError(
-                f"the bundled MNIST sample file {path} is missing: the installation is "
+                f"the bundled {spec.title} sample file {path} is missing: the installation is "
                 "incomplete. Fix: reinstall vae_tutorial (pip install --force-reinstall), or "
                 "get the full data (internet, or VAE_TUTORIAL_DATA_DIR / data_dir)."
             )
         digest = _sha256(path)
         if digest != expected:
             raise DataError(
-                f"the bundled MNIST sample file {path} has sha256 {digest}, expected "
+                f"the bundled {spec.title} sample file {path} has sha256 {digest}, expected "
                 f"{expected}: it is damaged or was modified. Fix: reinstall vae_tutorial "
                 "(pip install --force-reinstall), or get the full data (internet, or "
                 "VAE_TUTORIAL_DATA_DIR / data_dir)."
             )
-        arrays[fname] = read_idx(path)
-    images = arrays["t10k-images-idx3-ubyte.gz"]
-    labels = arrays["t10k-labels-idx1-ubyte.gz"]
+        arrays.append(read_idx(path))
+    images, labels = arrays
     train, test = sample_split(labels)
     split = {
         "train_images": images[train],
@@ -380,11 +389,11 @@ def _load_sample() -> ImageData:
         "test_labels": labels[test],
     }
     source = (
-        "bundled MNIST sample: the official MNIST test split (10,000 images), split by a fixed "
-        f"random permutation stratified by label into {len(train):,} train and {len(test):,} "
-        "test images"
+        f"bundled {spec.title} sample: the official {spec.title} test split "
+        f"({len(labels):,} images), split by a fixed random permutation stratified by label "
+        f"into {len(train):,} train and {len(test):,} test images"
     )
-    return _from_arrays("mnist", source, split, "bundled MNIST sample")
+    return _from_arrays(name, source, split, f"bundled {spec.title} sample")
 
 
 def _canonical_name(name: str) -> str:
@@ -409,11 +418,11 @@ def load_dataset(
     ``VAE_TUTORIAL_DATA_DIR``. A given folder is always used: if it lacks the files, a
     :class:`DataError` says what is missing.
     ``download``: without a folder, download through ``keras.datasets``; None means "unless
-    ``VAE_TUTORIAL_OFFLINE=1``". When MNIST cannot be downloaded, the bundled sample (the
-    official MNIST test split, 8,000 train / 2,000 test) is used and one ``NOTICE:`` line on
-    stderr says so; for Fashion-MNIST it is a :class:`DataError`.
+    ``VAE_TUTORIAL_OFFLINE=1``". When the dataset cannot be downloaded, its bundled sample
+    (its official test split, 8,000 train / 2,000 test) is used and one ``NOTICE:`` line on
+    stderr says so.
 
-    Taught in notebook 05_training_on_mnist.
+    Taught in notebooks 05_training_on_mnist (MNIST) and 07_convolutional_vae (Fashion-MNIST).
     """
     key = _canonical_name(name)
     spec = _DATASETS[key]
@@ -436,24 +445,16 @@ def load_dataset(
         except Exception as exc:  # keras raises a bare Exception on network errors
             why_not = f"the download failed ({_short_reason(exc)})"
 
-    if key == "mnist":
-        data = _load_sample()
-        print(
-            "NOTICE: vae_tutorial is using its bundled MNIST sample, not full MNIST, because "
-            f"{why_not}: the official MNIST test split (10,000 images), split by a fixed random "
-            f"permutation stratified by label into {len(data.train_images):,} train and "
-            f"{len(data.test_images):,} test images. "
-            "For the full 60,000 + 10,000 images connect to the internet, or set "
-            "VAE_TUTORIAL_DATA_DIR (or pass data_dir=) to a folder with the MNIST IDX files "
-            "or mnist.npz.",
-            file=sys.stderr,
-            flush=True,
-        )
-        return data
-    wanted = ", ".join(f"{stem}.gz" for stem in _IDX_FILES.values())
-    raise DataError(
-        f"{spec.title} is not available: {why_not}, no data directory is set, and no "
-        f"{spec.title} sample is bundled. Fix: connect to the internet (and unset "
-        "VAE_TUTORIAL_OFFLINE), or pass data_dir= / set VAE_TUTORIAL_DATA_DIR to a folder "
-        f"holding the four IDX files ({wanted})."
+    data = _load_sample(key)
+    print(
+        f"NOTICE: vae_tutorial is using its bundled {spec.title} sample, not full "
+        f"{spec.title}, because {why_not}: the official {spec.title} test split (10,000 "
+        "images), split by a fixed random permutation stratified by label into "
+        f"{len(data.train_images):,} train and {len(data.test_images):,} test images. "
+        "For the full 60,000 + 10,000 images connect to the internet, or set "
+        f"VAE_TUTORIAL_DATA_DIR (or pass data_dir=) to a folder with the {spec.title} IDX "
+        f"files or {spec.npz_names[0]}.",
+        file=sys.stderr,
+        flush=True,
     )
+    return data

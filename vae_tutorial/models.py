@@ -76,7 +76,11 @@ class Decoder(keras.Model):
 
 
 class ConvEncoder(keras.Model):
-    """Convolutional encoder for 28x28x1 images: two stride-2 convolutions -> (mu, log_var)."""
+    """Convolutional encoder for 28x28x1 images: two stride-2 convolutions -> (mu, log_var).
+
+    3x3 kernels, "same" padding: the side goes 28 -> 14 -> 7 (ceil(n / stride)); a conv layer
+    has (k * k * c_in + 1) * c_out parameters. Taught in notebook 07_convolutional_vae.
+    """
 
     def __init__(self, latent_dim, filters=(32, 64), **kwargs):
         super().__init__(**kwargs)
@@ -95,7 +99,11 @@ class ConvEncoder(keras.Model):
 
 class ConvDecoder(keras.Model):
     """Convolutional decoder: z -> 7x7 feature map -> two stride-2 transposed convolutions
-    -> 28x28x1 Bernoulli logits."""
+    -> 28x28x1 Bernoulli logits.
+
+    A stride-s transposed convolution with "same" padding maps a side n to n * s: 7 -> 14 -> 28.
+    Taught in notebook 07_convolutional_vae.
+    """
 
     def __init__(self, latent_dim, filters=(64, 32), **kwargs):
         super().__init__(**kwargs)
@@ -204,7 +212,7 @@ class VAE(_VariationalAutoencoder):
 class ConvVAE(_VariationalAutoencoder):
     """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
 
-    The command line trains it with ``--conv``; no notebook teaches it yet.
+    The command line trains it with ``--conv``. Taught in notebook 07_convolutional_vae.
     """
 
     def __init__(self, latent_dim=2, seed=None, **kwargs):
