@@ -87,7 +87,7 @@ def fit(
     """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
 
     Args:
-        model: a ``VAE`` or ``ConvVAE`` for 28x28 images.
+        model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
         train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
             with ``test_images`` every epoch reports the held-out ELBO.
         epochs, batch_size, learning_rate, beta, kl_warmup_epochs, binarize, seed: the
