@@ -28,7 +28,15 @@ from vae_tutorial.losses import (  # noqa: E402
     reparameterize,
     vae_loss,
 )
-from vae_tutorial.models import VAE, ConvDecoder, ConvEncoder, ConvVAE, Decoder, Encoder  # noqa: E402
+from vae_tutorial.models import (  # noqa: E402
+    VAE,
+    ConditionalVAE,
+    ConvDecoder,
+    ConvEncoder,
+    ConvVAE,
+    Decoder,
+    Encoder,
+)
 from vae_tutorial.step import train_step  # noqa: E402
 
 # -- data --
@@ -57,6 +65,7 @@ from vae_tutorial.plotting import (  # noqa: E402
     plot_latent_scatter,
     plot_manifold,
     plot_reconstructions,
+    plot_class_samples,
     plot_samples,
 )
 

@@ -15,7 +15,12 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.idx import aligned, as_uint8_tensor
-from vae_tutorial.validation import check_choice, check_int, check_uint8_images
+from vae_tutorial.validation import (
+    check_choice,
+    check_int,
+    check_label_array,
+    check_uint8_images,
+)
 
 BINARIZE_MODES = ("none", "static", "dynamic")
 HELD_OUT_EPOCH = 2**30  # the epoch index of held-out batches: one fixed binarization
@@ -100,14 +105,34 @@ def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
     return tf.cast(counter_uniform(tf.shape(probs), seed, counter) < probs, tf.float32)
 
 
-def epoch_batch(resident, order, batch_number, *, batch_size, size, binarize, seed, epoch):
-    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition.
+def batch_indices(order, batch_number, *, batch_size, size):
+    """The dataset indices of batch ``batch_number``: ``order[b * B : b * B + size]``.
 
     A gather of ``size`` positions, not a slice: XLA would compile once per slice start.
     """
     positions = tf.cast(batch_number, tf.int64) * batch_size + tf.range(size, dtype=tf.int64)
-    images = tf.gather(resident, tf.gather(order, positions))
+    return tf.gather(order, positions)
+
+
+def epoch_batch(resident, order, batch_number, *, batch_size, size, binarize, seed, epoch):
+    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition."""
+    indices = batch_indices(order, batch_number, batch_size=batch_size, size=size)
+    images = tf.gather(resident, indices)
     return to_float(images, binarize, seed, batch_counter(epoch, batch_number))
+
+
+def split_batch(batch):
+    """``(images, labels)`` of a batch: a conditional batch is that pair, a plain one has
+    no labels (None). Taught in notebook 10_conditional_vae."""
+    if isinstance(batch, (tuple, list)):
+        images, labels = batch
+        return images, labels
+    return batch, None
+
+
+def join_batch(images, labels):
+    """The batch a model is called on: ``images``, or ``(images, labels)`` with labels."""
+    return images if labels is None else (images, labels)
 
 
 def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0):
@@ -151,6 +176,7 @@ def make_batches(
     seed: int = 0,
     epoch: int = 0,
     drop_remainder: bool = False,
+    labels=None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of float32 batches (B, 28, 28) in [0, 1] for one epoch.
 
@@ -161,7 +187,9 @@ def make_batches(
     TensorFlow's global seed): build one dataset per epoch with ``epoch=e``, and epoch e is
     the same after a restart, order and binarization. Iterating the dataset twice repeats the
     epoch. The batches read ``images`` in place: do not modify the array while iterating.
-    The last, smaller batch is kept unless ``drop_remainder``.
+    The last, smaller batch is kept unless ``drop_remainder``. With ``labels`` (N,) each
+    element is the pair ``(batch, labels of its images)``, for a conditional model (taught
+    in notebook 10_conditional_vae).
 
     Taught in notebook 05_training_on_mnist.
     """
@@ -172,6 +200,13 @@ def make_batches(
     epoch = check_int(epoch, "epoch", 0, HELD_OUT_EPOCH)
 
     n = len(images)
+    if labels is not None:
+        labels = check_label_array(labels, None, "labels")
+        if len(labels) != n:
+            raise ValueError(
+                f"labels has {len(labels):,} entries for {n:,} images; pass one per image."
+            )
+        labels = tf.constant(labels.astype(np.int32))
     resident = resident_images(images, binarize, seed)  # shares the numpy array's memory
     order = epoch_order(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
     order = tf.constant(order)
@@ -188,7 +223,11 @@ def make_batches(
             seed=seed,
             epoch=epoch,
         )
-        return tf.ensure_shape(x, [batch_size if drop_remainder else None, *images.shape[1:]])
+        x = tf.ensure_shape(x, [batch_size if drop_remainder else None, *images.shape[1:]])
+        if labels is None:
+            return x
+        indices = batch_indices(order, number, batch_size=batch_size, size=size)
+        return x, tf.gather(labels, indices)
 
     ds = tf.data.Dataset.range(num_batches(n, batch_size, drop_remainder))
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

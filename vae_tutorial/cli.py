@@ -41,7 +41,7 @@ CLI_EPOCHS = 30
 LATENT_DIM = 2
 INTERMEDIATE_DIM = [512]
 # Flags that fix the model's shape (or its data): a run directory holds one of them.
-SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv")
+SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional")
 SCATTER_IMAGES = 5000
 TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
 DEF = "(default: %(default)s)"
@@ -153,12 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         default=None,
         help="run directory (default runs/<dataset>-latent<D>, "
-        "runs/<dataset>-conv-latent<D> with --conv)",
+        "runs/<dataset>-conv-latent<D> with --conv, runs/<dataset>-conditional-latent<D> "
+        "with --conditional)",
     )
     train.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs into OUT/tensorboard"
     )
     train.add_argument("--conv", action="store_true", help="train the convolutional VAE")
+    train.add_argument(
+        "--conditional",
+        action="store_true",
+        help="train the conditional VAE (MLP), conditioned on the dataset's labels",
+    )
     train.add_argument(
         "--limit-train",
         type=_positive_int,
@@ -231,6 +237,12 @@ def _latest_checkpoint(out: Path) -> str | None:
 
 
 def _build_model(config: dict):
+    if config.get("conditional"):
+        return vt.ConditionalVAE(
+            latent_dim=config["latent_dim"],
+            intermediate_dim=list(config["intermediate_dim"]),
+            seed=config["seed"],
+        )
     if config["conv"]:
         return vt.ConvVAE(latent_dim=config["latent_dim"], seed=config["seed"])
     return vt.VAE(
@@ -244,7 +256,8 @@ def _describe(config: dict) -> str:
     if config["conv"]:
         return f"ConvVAE, latent_dim {config['latent_dim']}"
     widths = "-".join(str(w) for w in config["intermediate_dim"])
-    return f"MLP VAE 784-{widths}-{config['latent_dim']}"
+    kind = "conditional MLP VAE" if config.get("conditional") else "MLP VAE"
+    return f"{kind} 784-{widths}-{config['latent_dim']}"
 
 
 def _load_data(config: dict):
@@ -274,6 +287,11 @@ def _metrics(data, config: dict, history: list[dict], previous: dict | None) -> 
     return metrics
 
 
+def _labels(config: dict, labels):
+    """The labels a conditional run trains and scores with (None for the others)."""
+    return labels if config.get("conditional") else None
+
+
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
     figures = {
         "loss_curves.png": lambda: vt.plot_history(history),
@@ -286,6 +304,11 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
             model, data.test_images[:n], data.test_labels[:n], class_names=data.class_names
         )
         figures["manifold.png"] = lambda: vt.plot_manifold(model, n=20)
+    if getattr(model, "num_classes", None) is not None:  # a conditional model's figures
+        figures = {
+            "loss_curves.png": figures["loss_curves.png"],
+            "samples.png": lambda: vt.plot_class_samples(model, class_names=data.class_names),
+        }
     written = []
     np.seterr(all="ignore")
     for name, make in figures.items():
@@ -301,6 +324,11 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
 
 def _train_config(args) -> dict:
     """config.json: the data and model flags, then TrainingConfig's settings."""
+    if args.conv and args.conditional:
+        raise CLIError(
+            "--conditional trains the conditional MLP VAE; it cannot be combined with --conv.",
+            exit_code=2,
+        )
     if args.conv and args.intermediate_dim is not None:
         raise CLIError(
             "--intermediate-dim sets the MLP's widths; it does not apply to --conv.", exit_code=2
@@ -310,7 +338,8 @@ def _train_config(args) -> dict:
         data_dir = str(Path(data_dir).expanduser().resolve())
     out = args.out
     if out is None:
-        out = f"runs/{args.dataset}-{'conv-' if args.conv else ''}latent{args.latent_dim}"
+        kind = "conv-" if args.conv else "conditional-" if args.conditional else ""
+        out = f"runs/{args.dataset}-{kind}latent{args.latent_dim}"
     settings = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
     return {
         "dataset": args.dataset,
@@ -318,6 +347,7 @@ def _train_config(args) -> dict:
         "latent_dim": args.latent_dim,
         "intermediate_dim": None if args.conv else (args.intermediate_dim or INTERMEDIATE_DIM),
         "conv": bool(args.conv),
+        "conditional": bool(args.conditional),
         **settings.as_dict(),
         "out": str(out),
         "tensorboard": bool(args.tensorboard),
@@ -334,6 +364,7 @@ def cmd_train(args) -> int:
     saved = _read_json(out / "config.json")
     checkpoint = _latest_checkpoint(out)
     if saved is not None and checkpoint is not None:
+        saved.setdefault("conditional", False)  # runs from before --conditional existed
         changed = [k for k in SHAPE_KEYS if saved.get(k) != config[k]]
         if changed:
             diffs = ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in changed)
@@ -376,6 +407,8 @@ def cmd_train(args) -> int:
             data.train_images,
             data.test_images,
             **{f.name: config[f.name] for f in TRAINING_FIELDS},
+            train_labels=_labels(config, data.train_labels),
+            test_labels=_labels(config, data.test_labels),
             checkpoint_dir=out / "checkpoints",
             tensorboard_dir=(out / "tensorboard") if config["tensorboard"] else None,
             on_epoch_end=write_metrics,
@@ -432,6 +465,7 @@ def cmd_evaluate(args) -> int:
 
     data = _load_data(config)
     test = data.test_images if args.max_images is None else data.test_images[: args.max_images]
+    test_labels = _labels(config, data.test_labels[: len(test)])
     model = _build_model(config)
     history = vt.restore_run(model, out / "checkpoints")
     keras.utils.set_random_seed(config["seed"])
@@ -444,6 +478,7 @@ def cmd_evaluate(args) -> int:
             shuffle=False,
             seed=config["seed"],
             epoch=HELD_OUT_EPOCH,
+            labels=test_labels,
         )
 
     print(
@@ -455,6 +490,7 @@ def cmd_evaluate(args) -> int:
     elbo = vt.evaluate_elbo(model, batches())["elbo"]
     log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
     seconds = time.perf_counter() - started
+    target = "log p(x)" if test_labels is None else "log p(x | y)"  # a conditional run's bound
     result = {
         "k": args.k,
         "log_likelihood": log_likelihood,
@@ -468,7 +504,7 @@ def cmd_evaluate(args) -> int:
     metrics["iwae"] = result
     _write_json(out / "metrics.json", metrics)
     print(
-        f"IWAE estimate of log p(x), k = {args.k}: {log_likelihood:.2f} nats per image; "
+        f"IWAE estimate of {target}, k = {args.k}: {log_likelihood:.2f} nats per image; "
         f"single-sample ELBO {elbo:.2f} ({len(test):,} images, {seconds:.0f} s). "
         f"Added to {out / 'metrics.json'}."
     )

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.losses import bernoulli_log_likelihood, gaussian_log_density, kl_divergence
 from vae_tutorial.validation import graph_errors_as_value_errors
@@ -19,21 +20,34 @@ from vae_tutorial.validation import graph_errors_as_value_errors
 _SAMPLE_BUDGET = 2**23
 
 
-def _log_importance_weights(model, x, mu, log_var, n_samples, seed):
-    """log p(x, z_s) - log q(z_s | x) for ``n_samples`` draws z_s ~ q; shape (n_samples, batch)."""
+def _repeated(values, n_samples):
+    """``values`` stacked ``n_samples`` times along the batch axis (sample-major)."""
+    return tf.reshape(
+        tf.repeat(values[tf.newaxis], n_samples, axis=0),
+        tf.concat([[n_samples * tf.shape(values)[0]], tf.shape(values)[1:]], axis=0),
+    )
+
+
+def _log_importance_weights(model, x, labels, mu, log_var, n_samples, seed):
+    """log p(x, z_s) - log q(z_s | x) for ``n_samples`` draws z_s ~ q; shape (n_samples, batch).
+
+    With ``labels`` (a conditional model) every density is conditioned on them."""
     batch = tf.shape(x)[0]
     shape = tf.concat([[n_samples], tf.shape(mu)], axis=0)
     eps = tf.random.normal(shape, seed=seed, dtype=mu.dtype)
     z = mu + tf.exp(0.5 * log_var) * eps
-    x_repeated = tf.reshape(
-        tf.repeat(x[tf.newaxis], n_samples, axis=0),
-        tf.concat([[n_samples * batch], tf.shape(x)[1:]], axis=0),
-    )
     z_flat = tf.reshape(z, [n_samples * batch, -1])
-    log_px_z = tf.reshape(model.log_likelihood(x_repeated, z_flat), [n_samples, batch])
+    given = () if labels is None else (_repeated(labels, n_samples),)
+    log_px_z = model.log_likelihood(_repeated(x, n_samples), z_flat, *given)
+    log_px_z = tf.reshape(log_px_z, [n_samples, batch])
     log_pz = gaussian_log_density(z, 0.0, 0.0)
     log_qz = gaussian_log_density(z, mu, log_var)
     return log_px_z + log_pz - log_qz
+
+
+def _encode(model, x, labels):
+    """q's ``(mu, log_var)``; a conditional model's is q(z | x, y)."""
+    return model.encode(x) if labels is None else model.encode(x, labels)
 
 
 def iwae_bound(model, x, k, seed=None):
@@ -42,19 +56,21 @@ def iwae_bound(model, x, k, seed=None):
     log p(x) >= L_k = E[ log (1/k) sum_s p(x, z_s) / q(z_s | x) ],  z_s ~ q(z | x).
     L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
     drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
-    ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``.
-    Taught in notebook 05_training_on_mnist.
+    ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``. For a
+    conditional model ``x`` is the pair ``(images, labels)`` and the bound is on
+    log p(x | y) (notebook 10_conditional_vae). Taught in notebook 05_training_on_mnist.
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive int (number of importance samples), got {k!r}.")
     with graph_errors_as_value_errors():
+        x, labels = split_batch(x)
         x = tf.convert_to_tensor(x, tf.float32)
-        mu, log_var = model.encode(x)
+        mu, log_var = _encode(model, x, labels)
         values_per_sample = max(1, int(np.prod(x.shape)))
         chunk = max(1, min(k, _SAMPLE_BUDGET // values_per_sample))
         log_weights = tf.concat(
             [
-                _log_importance_weights(model, x, mu, log_var, min(chunk, k - start), seed)
+                _log_importance_weights(model, x, labels, mu, log_var, min(chunk, k - start), seed)
                 for start in range(0, k, chunk)
             ],
             axis=0,
@@ -62,16 +78,19 @@ def iwae_bound(model, x, k, seed=None):
         return tf.reduce_logsumexp(log_weights, axis=0) - math.log(k)
 
 
-def _as_model_batch(model, x):
-    return tf.reshape(tf.cast(x, model.compute_dtype), [-1, *model.event_shape])
+def _as_model_batch(model, batch):
+    """A dataset's batch reshaped for ``model``: images, or ``(images, labels)``."""
+    x, labels = split_batch(batch)
+    return join_batch(tf.reshape(tf.cast(x, model.compute_dtype), [-1, *model.event_shape]), labels)
 
 
 def _elbo_sums(model, batches):
     """Sums over a dataset of per-image ELBO, log p(x|z) and KL, and the image count."""
     totals = tf.zeros([4])
-    for x in batches:
-        x = _as_model_batch(model, x)
-        logits, mu, log_var = model(x)
+    for batch in batches:
+        batch = _as_model_batch(model, batch)
+        x, _ = split_batch(batch)
+        logits, mu, log_var = model(batch)
         log_px_z = bernoulli_log_likelihood(x, logits)
         kl = kl_divergence(mu, log_var)
         count = tf.cast(tf.shape(x)[0], tf.float32)
@@ -108,10 +127,10 @@ def evaluate_iwae(model, batches, k, seed=None) -> float:
     Taught in notebook 05_training_on_mnist.
     """
     total, count = 0.0, 0
-    for x in batches:
-        x = _as_model_batch(model, x)
-        total += float(tf.reduce_sum(iwae_bound(model, x, k, seed=seed)))
-        count += int(x.shape[0])
+    for batch in batches:
+        batch = _as_model_batch(model, batch)
+        total += float(tf.reduce_sum(iwae_bound(model, batch, k, seed=seed)))
+        count += int(split_batch(batch)[0].shape[0])
     if count == 0:
         raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
     return total / count
@@ -123,7 +142,7 @@ def posterior_mean_variance(model, batches) -> np.ndarray:
     A dimension whose posterior mean does not move with x carries no information about x:
     it has collapsed to the prior. Taught in notebook 06_latent_space.
     """
-    means = [model.encode(_as_model_batch(model, x))[0].numpy() for x in batches]
+    means = [_encode(model, *split_batch(_as_model_batch(model, b)))[0].numpy() for b in batches]
     if not means:
         raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
     return np.concatenate(means).var(axis=0)

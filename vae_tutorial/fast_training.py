@@ -27,7 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from vae_tutorial.batching import epoch_batch, epoch_order, num_batches, resident_images
+from vae_tutorial.batching import (
+    batch_indices,
+    epoch_batch,
+    epoch_order,
+    num_batches,
+    resident_images,
+)
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.step import train_step_terms
 
@@ -50,19 +56,23 @@ class EpochResult:
 
 
 def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
-           binarize, seed):  # fmt: skip
+           binarize, seed, labels=None):  # fmt: skip
     """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
     the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
 
     ``size``, the images per batch, is a Python int under XLA (which needs static shapes) and
     a tensor otherwise (one trace then serves every batch size). uint8 / 255 is finite and in
-    [0, 1]: the batch needs no pixel check.
+    [0, 1]: the batch needs no pixel check. ``labels`` (a conditional model's, resident like
+    the images, checked once by fit) are gathered at the batch's indices.
     """
 
     def body(done, sums, bad):
         x = epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
                         binarize=binarize, seed=seed, epoch=epoch)  # fmt: skip
         x = tf.reshape(x, [size, *model.event_shape])
+        if labels is not None:
+            indices = batch_indices(order, first + done, batch_size=batch_size, size=size)
+            x = (x, tf.gather(labels, indices))
         terms = train_step_terms(model, optimizer, x, beta, check_batch=False)
         done += 1
         bad = tf.where(tf.math.is_finite(terms[0]), bad, done)  # the loop stops at NaN/Inf
@@ -78,11 +88,14 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
 class FastEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above."""
 
-    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile):
+    def __init__(
+        self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile, labels=None
+    ):
         self.model, self.optimizer = model, optimizer
         self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
         self.steps_per_epoch = num_batches(self.n, batch_size)
         self._resident = resident_images(images, binarize, seed)
+        self._labels = None if labels is None else tf.constant(labels, tf.int32)
         if jit_compile:
             self._full = compiled_for(model, _steps, jit_compile=True, autograph=False)
             # The epoch's last, smaller batch is one step: run eagerly, it costs milliseconds,
@@ -108,7 +121,7 @@ class FastEpochs:
                 tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
                 tf.constant(epoch - 1, tf.int64), self.batch_size,
                 size if self._static_size else tf.constant(size, tf.int64), self.binarize,
-                self.seed,
+                self.seed, self._labels,
             )  # fmt: skip
             sums += chunk_sums.numpy()
             images = done * self.batch_size + int(chunk_done) * size

@@ -14,7 +14,7 @@ import tensorflow as tf
 from keras import layers
 
 from vae_tutorial.losses import bernoulli_log_likelihood, reparameterize
-from vae_tutorial.validation import check_batch_shape, check_int
+from vae_tutorial.validation import check_batch_shape, check_int, check_labels
 
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -223,3 +223,107 @@ class ConvVAE(_VariationalAutoencoder):
 
     def get_config(self):
         return {"latent_dim": self.latent_dim, "seed": self.seed, "name": self.name}
+
+
+@keras.saving.register_keras_serializable(package="vae_tutorial")
+class ConditionalVAE(_VariationalAutoencoder):
+    """A conditional VAE (Sohn et al. 2015): encoder q(z | x, y) and decoder p(x | z, y).
+
+    ``ConditionalVAE(latent_dim=2, intermediate_dim=128, input_dim=784, num_classes=10)``:
+    the MLPs of :class:`VAE`, each fed the one-hot label y concatenated to its input. A batch
+    is the pair ``(x, labels)`` (Keras' convention for a model with two inputs), with
+    integer labels of shape ``(batch,)``; calling the model on it returns
+    ``(logits, mu, log_var)`` as :class:`VAE` does, so ``vae_loss(x, *cvae((x, labels)))``
+    is the negative conditional ELBO, a bound on -log p(x | y):
+
+        log p(x | y) >= E_q(z|x,y)[log p(x | z, y)] - KL(q(z | x, y) || N(0, I)).
+
+    ``encode``, ``decode``, ``reconstruct``, ``sample`` and ``log_likelihood`` take the
+    labels as their last argument. Taught in notebook 10_conditional_vae.
+    """
+
+    def __init__(
+        self,
+        latent_dim=2,
+        intermediate_dim=128,
+        input_dim=784,
+        num_classes=10,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(latent_dim, seed=seed, **kwargs)
+        self.intermediate_dim = intermediate_dim
+        self.input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
+        self.num_classes = check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
+        self.event_shape = (self.input_dim,)
+        self.encoder = Encoder(latent_dim, intermediate_dim)
+        self.decoder = Decoder(latent_dim, intermediate_dim, self.input_dim)
+        # Built now, so that code which builds a model with an image batch alone (fit,
+        # restore_run) finds it built: a conditional model is never called without labels.
+        self.encoder(tf.zeros([1, self.input_dim + self.num_classes]))
+        self.decoder(tf.zeros([1, self.latent_dim + self.num_classes]))
+        self.built = True
+
+    def as_batch(self, batch):
+        """``(x, labels)`` as tensors, their shapes and the labels' range checked."""
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise TypeError(
+                "ConditionalVAE is called on a pair (x, labels), e.g. cvae((x, y)) with y the "
+                f"integer class of each image; got {type(batch).__name__}."
+            )
+        x = super().as_batch(batch[0])
+        return x, check_labels(batch[1], self.num_classes, x.shape[0])
+
+    def _one_hot(self, labels, dtype):
+        return tf.one_hot(labels, self.num_classes, dtype=dtype)
+
+    def call(self, batch):
+        """Return ``(logits, mu, log_var)`` for a batch ``(x, labels)``, z reparameterized."""
+        x, labels = batch
+        mu, log_var = self._encode(x, labels)
+        z = reparameterize(mu, log_var, seed=self.seed_generator)
+        return self._decode(z, labels), mu, log_var
+
+    def _encode(self, x, labels):
+        return self.encoder(tf.concat([x, self._one_hot(labels, x.dtype)], axis=-1))
+
+    def _decode(self, z, labels):
+        return self.decoder(tf.concat([z, self._one_hot(labels, z.dtype)], axis=-1))
+
+    def encode(self, x, labels):
+        """The posterior q(z | x, y)'s ``(mu, log_var)`` for images ``x`` with ``labels``."""
+        return self._encode(*self.as_batch((x, labels)))
+
+    def decode(self, z, labels):
+        """Bernoulli logits of p(x | z, y) for codes ``z`` (n, latent_dim) and ``labels``."""
+        z = tf.convert_to_tensor(z, dtype=self.compute_dtype)
+        return self._decode(z, check_labels(labels, self.num_classes, z.shape[0]))
+
+    def reconstruct(self, x, labels):
+        """Pixel probabilities decoded from the posterior mean, under the images' labels."""
+        mu, _ = self.encode(x, labels)
+        return tf.sigmoid(self.decode(mu, labels))
+
+    def sample(self, n, labels):
+        """Pixel probabilities of ``n`` images of class ``labels`` (one int, or n of them),
+        decoded from z ~ N(0, I)."""
+        n = check_int(n, "n", 1, fix="e.g. sample(10, labels=3).")
+        labels = tf.convert_to_tensor(labels)
+        if labels.shape.rank == 0:  # one class for all n images
+            labels = tf.fill([n], labels)
+        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        return tf.sigmoid(self.decode(z, labels))
+
+    def log_likelihood(self, x, z, labels):
+        """log p(x | z, y) per example: the decoder's Bernoulli log-likelihood."""
+        return bernoulli_log_likelihood(x, self.decode(z, labels))
+
+    def get_config(self):
+        return {
+            "latent_dim": self.latent_dim,
+            "intermediate_dim": self.intermediate_dim,
+            "input_dim": self.input_dim,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+            "name": self.name,
+        }

@@ -29,6 +29,7 @@ __all__ = [
     "plot_latent_scatter",
     "plot_manifold",
     "plot_reconstructions",
+    "plot_class_samples",
     "plot_samples",
 ]
 
@@ -258,6 +259,38 @@ def plot_samples(model, n: int = 64) -> Figure:
     ax = fig.subplots()
     _show(ax, _tile(pictures, cols))
     ax.set_title(f"{n} samples from the prior z ~ N(0, I) (pixel probabilities)")
+    return fig
+
+
+def plot_class_samples(model, n: int = 8, class_names=None, z=None, seed=None) -> Figure:
+    """A conditional model's samples: row c decodes the same ``n`` codes z under class c.
+
+    Down a column the code z (the "style") stays and the class changes; along a row the
+    class stays and z changes. ``z``: the codes (n, latent_dim), e.g. encoded images; by
+    default ``n`` draws from N(0, I) fixed by ``seed``. Pixel probabilities are shown.
+    Taught in notebook 10_conditional_vae.
+    """
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        raise ValueError(
+            f"plot_class_samples needs a conditional model (vae_tutorial.ConditionalVAE); "
+            f"{type(model).__name__} has no classes: use plot_samples."
+        )
+    if z is None:
+        n = check_int(n, "n", 1)
+        z = np.random.default_rng(seed).standard_normal((n, model.latent_dim))
+    z = np.asarray(z, dtype=np.float32)
+    n = len(z)
+    codes = np.tile(z, (num_classes, 1))
+    labels = np.repeat(np.arange(num_classes), n)
+    pictures = _as_pictures(_sigmoid(np.asarray(model.decode(codes, labels))))
+    fig = _new_figure(figsize=(0.7 * n + 1.6, 0.7 * num_classes + 0.5))
+    ax = fig.subplots()
+    _show(ax, _tile(pictures, n))
+    side = pictures.shape[1]
+    names = class_names if class_names is not None else [str(c) for c in range(num_classes)]
+    ax.set_yticks(side * np.arange(num_classes) + side / 2, list(names), fontsize=8)
+    ax.set_title("Same z down each column, one class per row (pixel probabilities)", fontsize=9)
     return fig
 
 

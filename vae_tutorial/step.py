@@ -14,6 +14,7 @@ import weakref
 
 import tensorflow as tf
 
+from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.losses import negative_elbo_terms
 from vae_tutorial.validation import check_finite_number, check_pixels, graph_errors_as_value_errors
@@ -50,13 +51,15 @@ def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
     A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). The
     batch is checked first (finite, in [0, 1]), so a bad batch never reaches the variables;
     ``check_batch=False`` skips that for batches valid by construction (uint8 / 255).
-    Taught in notebook 04_gradienttape_training_step.
+    For a conditional model ``x`` is the pair ``(images, labels)`` (notebook
+    10_conditional_vae). Taught in notebook 04_gradienttape_training_step.
     """
+    x, labels = split_batch(x)
     if check_batch:
         x = check_pixels(x)
     with tf.control_dependencies([x]):  # every update, even the step counter, waits for x
         with tf.GradientTape() as tape:
-            logits, mu, log_var = model(x, training=True)
+            logits, mu, log_var = model(join_batch(x, labels), training=True)
             loss, reconstruction, kl = negative_elbo_terms(x, logits, mu, log_var, beta)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))

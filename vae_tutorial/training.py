@@ -21,7 +21,11 @@ from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.fast_training import EpochResult, FastEpochs
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
-from vae_tutorial.validation import check_image_model, check_uint8_images
+from vae_tutorial.validation import (
+    check_image_model,
+    check_labels_for_model,
+    check_uint8_images,
+)
 
 __all__ = [
     "NonFiniteLossError",
@@ -77,11 +81,13 @@ def fit(
     progress=True,
     jit_compile=None,
     on_epoch_end=None,
+    train_labels=None,
+    test_labels=None,
 ) -> list[dict]:
     """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
 
     Args:
-        model: a ``VAE`` or ``ConvVAE`` for 28x28 images.
+        model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
         train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
             with ``test_images`` every epoch reports the held-out ELBO.
         epochs, batch_size, learning_rate, beta, kl_warmup_epochs, binarize, seed: the
@@ -96,6 +102,9 @@ def fit(
         progress: print a progress bar and one line per epoch.
         jit_compile: compile with XLA (None: for flat MLP models, not convolutional ones).
         on_epoch_end: called with the history after every finished (and saved) epoch.
+        train_labels, test_labels: the images' classes (N,), e.g. ``data.train_labels``: a
+            ``ConditionalVAE`` needs them (each batch carries its images' labels; notebook
+            10_conditional_vae), other models take none.
 
     Returns one dict per epoch: epoch, train_loss, reconstruction, kl, beta, test_elbo,
     seconds, images_per_second. A NaN/Inf loss raises :class:`NonFiniteLossError`.
@@ -112,8 +121,12 @@ def fit(
     )
     check_image_model(model)
     train_images = check_uint8_images(train_images, "train_images")
+    train_labels = check_labels_for_model(model, train_labels, len(train_images), "train_labels")
     if test_images is not None:
         test_images = check_uint8_images(test_images, "test_images")
+        test_labels = check_labels_for_model(model, test_labels, len(test_images), "test_labels")
+    elif test_labels is not None:
+        raise ValueError("test_labels were given without test_images; pass both or neither.")
     if jit_compile is None:
         jit_compile = len(model.event_shape) == 1  # XLA helps the MLP, not the conv model
     keras.utils.set_random_seed(config.seed)
@@ -127,6 +140,7 @@ def fit(
         binarize=config.binarize,
         seed=config.seed,
         jit_compile=bool(jit_compile),
+        labels=train_labels,
     )
     checkpoints = None
     history = []
@@ -147,7 +161,7 @@ def fit(
             # evaluate on held-out data
             test_elbo = None
             if test_images is not None and result.non_finite_step is None:
-                test_elbo = _held_out_elbo(model, test_images, config)
+                test_elbo = _held_out_elbo(model, test_images, config, test_labels)
             # stop on NaN/Inf, with the last good checkpoint back in the model
             _stop_if_non_finite(result, test_elbo, model, optimizer, epoch, checkpoints, history)
             # record, report, write summaries and checkpoints
@@ -155,7 +169,11 @@ def fit(
             if bar is not None:
                 bar.finish(history[-1])
             if writer is not None:
-                sample = train_images if test_images is None else test_images
+                sample = (
+                    (train_images, train_labels)
+                    if test_images is None
+                    else (test_images, test_labels)
+                )
                 _write_summaries(writer, model, history[-1], sample, config)
             if checkpoints is not None:
                 checkpoints.save(history)
@@ -164,7 +182,7 @@ def fit(
     return history
 
 
-def _held_out_elbo(model, images, config: TrainingConfig) -> float:
+def _held_out_elbo(model, images, config: TrainingConfig, labels=None) -> float:
     """The ELBO on ``images``, binarized once for all epochs (the held-out epoch's draw)."""
     batches = make_batches(
         images,
@@ -173,6 +191,7 @@ def _held_out_elbo(model, images, config: TrainingConfig) -> float:
         shuffle=False,
         seed=config.seed,
         epoch=HELD_OUT_EPOCH,
+        labels=labels,
     )
     return float(evaluate_elbo(model, batches)["elbo"])
 
@@ -271,22 +290,25 @@ class _EpochProgress:
         )
 
 
-def _write_summaries(writer, model, record, images, config):
+def _write_summaries(writer, model, record, sample, config):
+    images, labels = sample
     with writer.as_default(step=record["epoch"]):
         for key in ("train_loss", "reconstruction", "kl", "beta", "test_elbo", "images_per_second"):
             if record[key] is not None:
                 tf.summary.scalar(key, record[key])
         tf.summary.image(
             "reconstructions",
-            _reconstruction_grid(model, images[:_TENSORBOARD_IMAGES], config),
+            _reconstruction_grid(model, images[:_TENSORBOARD_IMAGES], config, labels),
             description="Held-out images: original (left) | reconstruction from the posterior "
             "mean (right).",
         )
     writer.flush()
 
 
-def _reconstruction_grid(model, images, config) -> tf.Tensor:
-    """One image: a row per example, original | reconstruction; shape (1, 28n, 56, 1)."""
+def _reconstruction_grid(model, images, config, labels=None) -> tf.Tensor:
+    """One image: a row per example, original | reconstruction; shape (1, 28n, 56, 1).
+
+    A conditional model reconstructs under the images' ``labels``."""
     batches = make_batches(
         images,
         batch_size=len(images),
@@ -297,6 +319,7 @@ def _reconstruction_grid(model, images, config) -> tf.Tensor:
     )
     x = tf.reshape(next(iter(batches)), [-1, *model.event_shape])
     originals = tf.reshape(x, [-1, 28, 28])
-    recon = tf.reshape(model.reconstruct(x), [-1, 28, 28])
+    given = () if labels is None else (labels[: len(images)],)
+    recon = tf.reshape(model.reconstruct(x, *given), [-1, 28, 28])
     rows = tf.concat([originals, tf.cast(recon, originals.dtype)], axis=2)  # (n, 28, 56)
     return tf.reshape(rows, [1, -1, 56, 1])

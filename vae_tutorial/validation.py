@@ -107,6 +107,79 @@ def check_uint8_images(images, name: str) -> np.ndarray:
     )
 
 
+def check_labels(labels, num_classes: int, n: int | None = None, name: str = "labels"):
+    """Require integer class labels of shape ``(n,)`` in ``0 .. num_classes - 1``; return them
+    as an int32 tensor.
+
+    The range is checked when the labels have values (eagerly); in a graph it is not (fit
+    checks its label arrays once, before training, with :func:`check_label_array`).
+    """
+    labels = tf.convert_to_tensor(labels)
+    if not labels.dtype.is_integer:
+        raise TypeError(
+            f"{name} must be integer class indices 0..{num_classes - 1}, got dtype "
+            f"{labels.dtype.name}; convert them with labels.astype(int)."
+        )
+    if labels.shape.rank != 1:
+        hint = " For one-hot rows use np.argmax(y, axis=1)." if labels.shape.rank == 2 else ""
+        raise ValueError(
+            f"{name} must have shape (batch,), one class index per image; got shape "
+            f"{tuple(labels.shape)}.{hint}"
+        )
+    if n is not None and labels.shape[0] is not None and labels.shape[0] != n:
+        raise ValueError(
+            f"{name} has {labels.shape[0]} entries for a batch of {n} images; pass one label "
+            "per image."
+        )
+    if tf.executing_eagerly() and labels.shape[0]:
+        check_label_array(labels.numpy(), num_classes, name)
+    return tf.cast(labels, tf.int32)
+
+
+def check_label_array(labels, num_classes: int | None, name: str = "labels") -> np.ndarray:
+    """Require a 1-d integer array with every value in ``0 .. num_classes - 1`` (>= 0 when
+    ``num_classes`` is None)."""
+    array = np.asarray(labels)
+    if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(
+            f"{name} must be a 1-d array of integer class indices (as data.train_labels from "
+            f"vae_tutorial.load_dataset), got dtype {array.dtype} and shape {array.shape}."
+        )
+    if len(array) and array.min() < 0:
+        raise ValueError(f"{name} must be class indices >= 0, got {array.min()}.")
+    if len(array) and num_classes is not None and array.max() >= num_classes:
+        raise ValueError(
+            f"{name} range over {array.min()}..{array.max()}, but the model has "
+            f"{num_classes} classes (0..{num_classes - 1}); build it with num_classes="
+            f"{int(array.max()) + 1} or fix the labels."
+        )
+    return array
+
+
+def check_labels_for_model(model, labels, n_images: int, name: str):
+    """A conditional model needs one label per image, an unconditional one none."""
+    num_classes = getattr(model, "num_classes", None)
+    if num_classes is None:
+        if labels is not None:
+            raise ValueError(
+                f"{name} were given, but {type(model).__name__} does not use labels; train a "
+                "vae_tutorial.ConditionalVAE to condition on them, or leave them out."
+            )
+        return None
+    if labels is None:
+        raise ValueError(
+            f"{type(model).__name__} is conditioned on the class: pass {name}= (e.g. "
+            "data.train_labels and data.test_labels from vae_tutorial.load_dataset)."
+        )
+    array = check_label_array(labels, num_classes, name)
+    if len(array) != n_images:
+        raise ValueError(
+            f"{name} has {len(array):,} labels for {n_images:,} images; pass one label per "
+            "image (e.g. data.train_labels with data.train_images)."
+        )
+    return array
+
+
 def check_image_model(model) -> None:
     """Require a vae_tutorial VAE or ConvVAE for 28x28 images (what fit trains)."""
     shape = getattr(model, "event_shape", None)
