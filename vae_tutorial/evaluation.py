@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.losses import bernoulli_log_likelihood, gaussian_log_density, kl_divergence
+from vae_tutorial.losses import gaussian_log_density, kl_divergence
 from vae_tutorial.validation import graph_errors_as_value_errors
 
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
@@ -72,7 +72,7 @@ def _elbo_sums(model, batches):
     for x in batches:
         x = _as_model_batch(model, x)
         logits, mu, log_var = model(x)
-        log_px_z = bernoulli_log_likelihood(x, logits)
+        log_px_z = model.likelihood.log_prob(x, logits)
         kl = kl_divergence(mu, log_var)
         count = tf.cast(tf.shape(x)[0], tf.float32)
         totals += tf.stack(
