@@ -154,6 +154,7 @@ class Likelihood:
         return _pixel_sum(self.pixel_log_prob(check_pixels(x), *params))
 
     def pixel_log_prob(self, x, *params):
+        """log p per pixel from x and the split decoder output (each subclass's formula)."""
         raise NotImplementedError
 
     def get_config(self):
@@ -240,15 +241,29 @@ class Gaussian(Likelihood):
         return self.name if self.sigma == 0.1 else {"name": self.name, "sigma": self.sigma}
 
 
-class GaussianLearnedVariance(Likelihood):
-    """N(x; mean, sigma^2) with a per-pixel sigma = softplus(raw) + ``min_scale`` output by
-    the decoder beside the mean (two outputs per pixel)."""
+class _LearnedScale(Likelihood):
+    """Two outputs per pixel: a location and a raw scale, made ``softplus(raw) + min_scale``."""
 
-    name = "gaussian_learned_variance"
     params_per_pixel = 2
 
     def __init__(self, min_scale=1e-3):
         self.min_scale = check_finite_number(min_scale, "min_scale", exclusive=True)
+
+    def location_and_scale(self, output):
+        location, raw_scale = self.split(output)
+        return location, positive_scale(raw_scale, self.min_scale)
+
+    def get_config(self):
+        if self.min_scale == 1e-3:
+            return self.name
+        return {"name": self.name, "min_scale": self.min_scale}
+
+
+class GaussianLearnedVariance(_LearnedScale):
+    """N(x; mean, sigma^2) with a per-pixel sigma = softplus(raw) + ``min_scale`` output by
+    the decoder beside the mean (two outputs per pixel)."""
+
+    name = "gaussian_learned_variance"
 
     def pixel_log_prob(self, x, mean, raw_scale):
         sigma = positive_scale(raw_scale, self.min_scale)
@@ -258,55 +273,38 @@ class GaussianLearnedVariance(Likelihood):
         return self.split(output)[0]
 
     def sample(self, output, seed=None):
-        mean, raw_scale = self.split(output)
-        sigma = positive_scale(raw_scale, self.min_scale)
+        mean, sigma = self.location_and_scale(output)
         return mean + sigma * keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=seed)
 
-    def get_config(self):
-        if self.min_scale == 1e-3:
-            return self.name
-        return {"name": self.name, "min_scale": self.min_scale}
 
-
-class DiscretizedLogistic(Likelihood):
+class DiscretizedLogistic(_LearnedScale):
     """A probability for each 8-bit level: a logistic (mean, scale per pixel, scale =
     softplus(raw) + ``min_scale``) integrated over each level's bin. It scores the exact
     levels k / 255 (``binarize="none"``) and its log_prob is already a log-probability."""
 
     name = "discretized_logistic"
-    params_per_pixel = 2
     binarize_modes = ("none",)
     why_this_data = (
         "it gives a probability to each exact 8-bit level k / 255, so it needs the grey "
         "levels themselves, undequantized"
     )
 
-    def __init__(self, min_scale=1e-3):
-        self.min_scale = check_finite_number(min_scale, "min_scale", exclusive=True)
-
     def pixel_log_prob(self, x, mean, raw_scale):
         return discretized_logistic_log_prob(x, mean, positive_scale(raw_scale, self.min_scale))
 
     def mean(self, output):
         """E[k / 255] = sum_{k=1}^{255} P(K >= k) / 255 = sum_k (1 - F((k - 1/2) / 255)) / 255."""
-        mean, raw_scale = self.split(output)
-        scale = positive_scale(raw_scale, self.min_scale)
+        mean, scale = self.location_and_scale(output)
         edges = (tf.range(1, LEVELS, dtype=mean.dtype) - 0.5) / (LEVELS - 1)
         above = tf.sigmoid((mean[..., tf.newaxis] - edges) / scale[..., tf.newaxis])
         return tf.reduce_sum(above, axis=-1) / (LEVELS - 1)
 
     def sample(self, output, seed=None):
         """A logistic draw mean + scale * logit(u), rounded to the nearest level in [0, 1]."""
-        mean, raw_scale = self.split(output)
-        u = _uniform(tf.shape(mean), mean.dtype, seed)
-        u = tf.clip_by_value(u, 1e-6, 1.0 - 1e-6)
-        y = mean + positive_scale(raw_scale, self.min_scale) * (tf.math.log(u) - tf.math.log1p(-u))
+        mean, scale = self.location_and_scale(output)
+        u = tf.clip_by_value(_uniform(tf.shape(mean), mean.dtype, seed), 1e-6, 1.0 - 1e-6)
+        y = mean + scale * (tf.math.log(u) - tf.math.log1p(-u))
         return tf.round(tf.clip_by_value(y, 0.0, 1.0) * (LEVELS - 1)) / (LEVELS - 1)
-
-    def get_config(self):
-        if self.min_scale == 1e-3:
-            return self.name
-        return {"name": self.name, "min_scale": self.min_scale}
 
 
 LIKELIHOODS = {
