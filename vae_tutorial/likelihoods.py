@@ -215,8 +215,8 @@ class Gaussian(Likelihood):
 
     -log p(x | z) = sum (x - mean)^2 / (2 sigma^2) + D log(sigma sqrt(2 pi)): a squared
     error, so MSE-sum + beta KL is this negative ELBO times 2 sigma^2, with beta = 2 sigma^2.
-    ``sigma=0.1`` is near the per-pixel RMS reconstruction error of the small MLP VAE of
-    notebook 08.
+    The best fixed sigma for a trained decoder is its per-pixel RMS error (exercise 2 of
+    notebook 08).
     """
 
     name = "gaussian"
