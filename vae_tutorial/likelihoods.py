@@ -14,7 +14,7 @@ along its last axis: ``split(output)`` cuts it into ``params_per_pixel`` tensors
   constant, so MSE + beta * KL is this ELBO with a hidden beta = 2 sigma^2.
 - "gaussian_learned_variance": the decoder also outputs a per-pixel scale.
 - "discretized_logistic": a probability for each of the 256 levels k / 255 (Salimans et al.,
-  2017, PixelCNN++, eq. 2, one logistic instead of a mixture).
+  2017, PixelCNN++, with one logistic instead of a mixture).
 
 Taught in notebook 08_likelihoods_for_grey_pixels.
 """
@@ -116,7 +116,7 @@ def bits_per_dim(log_likelihood, dims=784, dequantized=False):
     For a density on [0, 1]^D scored on dequantized 8-bit data y = (k + u) / 256, u ~ U[0, 1),
     add log2(256) = 8: the probability of the levels k is the density's mass on their cell,
     P(k) = integral over the cell of p(y) dy >= 256^-D exp(E_u log p(y)) by Jensen, so
-    -log2 P(k) / D <= -E_u log2 p(y) / D + 8 (Theis et al. 2016, section 3.1).
+    -log2 P(k) / D <= -E_u log2 p(y) / D + 8 (Theis, van den Oord & Bethge, ICLR 2016).
     Taught in notebook 08_likelihoods_for_grey_pixels.
     """
     offset = math.log2(LEVELS) if dequantized else 0.0
