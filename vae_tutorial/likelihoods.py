@@ -198,7 +198,8 @@ class ContinuousBernoulli(Likelihood):
 
     def sample(self, output, seed=None):
         """By the inverse CDF: x = log(1 + u (e^eta - 1)) / eta, written for eta <= 0 and
-        mirrored (x(eta, u) = 1 - x(-eta, 1 - u)), so nothing overflows."""
+        mirrored (x(eta, u) = 1 - x(-eta, 1 - u)), so nothing overflows; for |eta| < 1e-3,
+        its expansion x = u + eta u (1 - u) / 2 (error below 1e-6)."""
         output = tf.convert_to_tensor(output)
         u = _uniform(tf.shape(output), output.dtype, seed)
         negative = output < 0
@@ -206,7 +207,7 @@ class ContinuousBernoulli(Likelihood):
         near_half = tf.abs(output) < 1e-3
         eta = -tf.where(near_half, tf.ones_like(output), tf.abs(output))
         x = tf.math.log1p(u * tf.math.expm1(eta)) / eta
-        x = tf.where(near_half, u, x)  # at eta -> 0 the distribution is U[0, 1]
+        x = tf.where(near_half, u - tf.abs(output) * u * (1.0 - u) / 2.0, x)
         return tf.clip_by_value(tf.where(negative, x, 1.0 - x), 0.0, 1.0)
 
 
