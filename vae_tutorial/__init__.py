@@ -20,6 +20,13 @@ from vae_tutorial.evaluation import (  # noqa: E402
     iwae_bound,
     posterior_mean_variance,
 )
+from vae_tutorial.likelihoods import (  # noqa: E402
+    LIKELIHOODS,
+    bits_per_dim,
+    continuous_bernoulli_log_normalizer,
+    discretized_logistic_log_prob,
+    get_likelihood,
+)
 from vae_tutorial.losses import (  # noqa: E402
     bernoulli_log_likelihood,
     gaussian_log_density,

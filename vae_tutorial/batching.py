@@ -22,7 +22,7 @@ from vae_tutorial.validation import (
     check_uint8_images,
 )
 
-BINARIZE_MODES = ("none", "static", "dynamic")
+BINARIZE_MODES = ("none", "static", "dynamic", "dequantize")
 HELD_OUT_EPOCH = 2**30  # the epoch index of held-out batches: one fixed binarization
 _STATIC_CHUNK = 4096  # images per chunk of the static draw (16 MB of float32 noise)
 _STATIC_STREAM = 0x5747  # keeps the static draw apart from other uses of the same seed
@@ -99,6 +99,10 @@ def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
     """A uint8 batch (already 0/1 for "static") -> float32 values for the likelihood."""
     if binarize == "static":
         return tf.cast(images, tf.float32)
+    if binarize == "dequantize":
+        # 16 random bits, so that k + u is exact in float32 (8 + 16 bits) and stays below k + 1
+        u = tf.floor(counter_uniform(tf.shape(images), seed, counter) * 2**16) / 2**16
+        return (tf.cast(images, tf.float32) + u) / 256.0
     probs = tf.cast(images, tf.float32) / 255.0
     if binarize == "none":
         return probs
@@ -136,7 +140,7 @@ def join_batch(images, labels):
 
 
 def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0):
-    """Turn uint8 images (N, 28, 28) into float32 values for a Bernoulli likelihood.
+    """Turn uint8 images (N, 28, 28) into float32 values in [0, 1] for a likelihood.
 
     - "none": grey levels ``images / 255`` in [0, 1]. A Bernoulli likelihood on grey levels is
       not a proper likelihood (it is the continuous cross-entropy): fine for training, but its
@@ -145,6 +149,9 @@ def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: 
       image's position in ``images``: the same every epoch ("statically binarized MNIST").
     - "dynamic": a fresh Bernoulli(intensity) draw every time an image is used, fixed by
       (seed, epoch): the literature's protocol (Burda et al. 2015).
+    - "dequantize": grey levels spread uniformly over their 8-bit cell, ``(k + u) / 256``
+      with a fresh u ~ U[0, 1) every time an image is used, fixed by (seed, epoch): the data
+      of a density on [0, 1] (taught in notebook 08_likelihoods_for_grey_pixels).
 
     Taught in notebook 02_the_elbo_loss.
     """
@@ -181,8 +188,8 @@ def make_batches(
     """A ``tf.data.Dataset`` of float32 batches (B, 28, 28) in [0, 1] for one epoch.
 
     ``images``: uint8 (N, 28, 28), e.g. ``data.train_images``; they stay uint8 until a batch
-    is formed, so no float copy of the dataset is ever made. ``binarize``: "none", "static"
-    or "dynamic" (see :func:`binarize_images`). With ``shuffle`` the order is a permutation of
+    is formed, so no float copy of the dataset is ever made. ``binarize``: a mode of
+    :func:`binarize_images`. With ``shuffle`` the order is a permutation of
     all N images fixed by (seed, epoch) alone (``np.random.default_rng([seed, epoch])``, not
     TensorFlow's global seed): build one dataset per epoch with ``epoch=e``, and epoch e is
     the same after a restart, order and binarization. Iterating the dataset twice repeats the

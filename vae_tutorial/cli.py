@@ -30,8 +30,9 @@ import vae_tutorial as vt  # noqa: E402
 from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH  # noqa: E402
 from vae_tutorial.checkpoints import read_history  # noqa: E402
 from vae_tutorial.config import data_dir as env_data_dir  # noqa: E402
+from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
-from vae_tutorial.validation import check_int  # noqa: E402
+from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
 DATASETS = ("mnist", "fashion_mnist")
 # The CLI's training settings: TrainingConfig's, but 30 epochs. With a 2-d latent (so the
@@ -41,7 +42,9 @@ CLI_EPOCHS = 30
 LATENT_DIM = 2
 INTERMEDIATE_DIM = [512]
 # Flags that fix the model's shape (or its data): a run directory holds one of them.
-SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional")
+SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional", "likelihood")
+# What a config.json written before a key existed meant by it.
+OLD_CONFIG_DEFAULTS = {"conditional": False, "likelihood": "bernoulli"}
 SCATTER_IMAGES = 5000
 TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
 DEF = "(default: %(default)s)"
@@ -166,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the conditional VAE (MLP), conditioned on the dataset's labels",
     )
     train.add_argument(
+        "--likelihood",
+        choices=tuple(LIKELIHOODS),
+        default="bernoulli",
+        help="the decoder's distribution p(x | z); all but bernoulli need --binarize "
+        "dequantize (discretized_logistic: none) " + DEF,
+    )
+    train.add_argument(
         "--limit-train",
         type=_positive_int,
         default=None,
@@ -237,18 +247,23 @@ def _latest_checkpoint(out: Path) -> str | None:
 
 
 def _build_model(config: dict):
+    likelihood = config.get("likelihood", OLD_CONFIG_DEFAULTS["likelihood"])
     if config.get("conditional"):
         return vt.ConditionalVAE(
             latent_dim=config["latent_dim"],
             intermediate_dim=list(config["intermediate_dim"]),
             seed=config["seed"],
+            likelihood=likelihood,
         )
     if config["conv"]:
-        return vt.ConvVAE(latent_dim=config["latent_dim"], seed=config["seed"])
+        return vt.ConvVAE(
+            latent_dim=config["latent_dim"], seed=config["seed"], likelihood=likelihood
+        )
     return vt.VAE(
         latent_dim=config["latent_dim"],
         intermediate_dim=list(config["intermediate_dim"]),
         seed=config["seed"],
+        likelihood=likelihood,
     )
 
 
@@ -341,6 +356,7 @@ def _train_config(args) -> dict:
         kind = "conv-" if args.conv else "conditional-" if args.conditional else ""
         out = f"runs/{args.dataset}-{kind}latent{args.latent_dim}"
     settings = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
+    check_binarize_for_likelihood(settings.binarize, get_likelihood(args.likelihood))
     return {
         "dataset": args.dataset,
         "data_dir": data_dir,
@@ -348,6 +364,7 @@ def _train_config(args) -> dict:
         "intermediate_dim": None if args.conv else (args.intermediate_dim or INTERMEDIATE_DIM),
         "conv": bool(args.conv),
         "conditional": bool(args.conditional),
+        "likelihood": args.likelihood,
         **settings.as_dict(),
         "out": str(out),
         "tensorboard": bool(args.tensorboard),
@@ -364,7 +381,7 @@ def cmd_train(args) -> int:
     saved = _read_json(out / "config.json")
     checkpoint = _latest_checkpoint(out)
     if saved is not None and checkpoint is not None:
-        saved.setdefault("conditional", False)  # runs from before --conditional existed
+        saved = {**OLD_CONFIG_DEFAULTS, **saved}
         changed = [k for k in SHAPE_KEYS if saved.get(k) != config[k]]
         if changed:
             diffs = ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in changed)

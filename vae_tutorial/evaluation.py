@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.losses import bernoulli_log_likelihood, gaussian_log_density, kl_divergence
+from vae_tutorial.losses import gaussian_log_density, kl_divergence
 from vae_tutorial.validation import graph_errors_as_value_errors
 
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
@@ -91,7 +91,7 @@ def _elbo_sums(model, batches):
         batch = _as_model_batch(model, batch)
         x, _ = split_batch(batch)
         logits, mu, log_var = model(batch)
-        log_px_z = bernoulli_log_likelihood(x, logits)
+        log_px_z = model.likelihood.log_prob(x, logits)
         kl = kl_divergence(mu, log_var)
         count = tf.cast(tf.shape(x)[0], tf.float32)
         totals += tf.stack(

@@ -75,28 +75,33 @@ def gaussian_log_density(z, mu, log_var):
     return -0.5 * tf.reduce_sum(LOG_2PI + log_var + tf.square(z - mu) * tf.exp(-log_var), axis=-1)
 
 
-def negative_elbo_terms(x, logits, mu, log_var, beta=1.0):
+def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
     """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
 
     Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
+    ``likelihood``: the decoder's distribution (``model.likelihood``, or
+    ``vae_tutorial.get_likelihood("gaussian")``...; notebook 08_likelihoods_for_grey_pixels),
+    whose parameters ``logits`` holds; None: Bernoulli logits.
     Taught in notebook 02_the_elbo_loss.
     """
-    reconstruction = -tf.reduce_mean(bernoulli_log_likelihood(x, logits))
+    log_prob = bernoulli_log_likelihood if likelihood is None else likelihood.log_prob
+    reconstruction = -tf.reduce_mean(log_prob(x, logits))
     dtype = reconstruction.dtype
     kl = tf.reduce_mean(kl_divergence(tf.cast(mu, dtype), tf.cast(log_var, dtype)))
     beta = tf.cast(beta, kl.dtype)
     return reconstruction + beta * kl, reconstruction, kl
 
 
-def vae_loss(x, logits, mu, log_var, beta=1.0):
+def vae_loss(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
     """The negative ELBO in nats per image: sum over pixels, mean over the batch.
 
     ``vae_loss(x, *vae(x))`` = mean_i [ -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)) ].
     Sanity check: an untrained model outputs logits near 0, so every pixel costs log 2 and
     the loss starts near 784 * log 2 = 543 nats on MNIST. Summing over pixels matters: a
     mean over pixels would silently weight the KL term 784 times too much (beta = 784).
+    ``likelihood`` as in :func:`negative_elbo_terms` (None: Bernoulli logits).
     Taught in notebook 02_the_elbo_loss.
     """
     if isinstance(beta, (int, float)):
         check_finite_number(beta, "beta")
-    return negative_elbo_terms(x, logits, mu, log_var, beta)[0]
+    return negative_elbo_terms(x, logits, mu, log_var, beta, likelihood=likelihood)[0]

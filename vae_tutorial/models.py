@@ -2,7 +2,9 @@
 
 Every encoder maps a batch to ``(mu, log_var)`` of the approximate posterior q(z | x);
 every decoder maps latent codes to Bernoulli *logits* (not probabilities: the loss works
-from logits, which stays finite). Taught in notebook 03_the_model.
+from logits, which stays finite), or, with another ``likelihood`` (notebook
+08_likelihoods_for_grey_pixels), to that distribution's parameters. Taught in notebook
+03_the_model.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from vae_tutorial.losses import bernoulli_log_likelihood, reparameterize
+from vae_tutorial.likelihoods import get_likelihood
+from vae_tutorial.losses import reparameterize
 from vae_tutorial.validation import check_batch_shape, check_int, check_labels
 
 IMAGE_SHAPE = (28, 28, 1)
@@ -99,13 +102,13 @@ class ConvEncoder(keras.Model):
 
 class ConvDecoder(keras.Model):
     """Convolutional decoder: z -> 7x7 feature map -> two stride-2 transposed convolutions
-    -> 28x28x1 Bernoulli logits.
+    -> 28x28x1 Bernoulli logits (28x28x``output_channels`` likelihood parameters).
 
     A stride-s transposed convolution with "same" padding maps a side n to n * s: 7 -> 14 -> 28.
     Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim, filters=(64, 32), **kwargs):
+    def __init__(self, latent_dim, filters=(64, 32), output_channels=1, **kwargs):
         super().__init__(**kwargs)
         self.upsample = keras.Sequential(
             [
@@ -118,7 +121,9 @@ class ConvDecoder(keras.Model):
             ],
             name="upsample",
         )
-        self.output_layer = layers.Conv2DTranspose(1, 3, padding="same", name="logits")
+        self.output_layer = layers.Conv2DTranspose(
+            output_channels, 3, padding="same", name="logits"
+        )
 
     def call(self, z):
         return self.output_layer(self.upsample(z))
@@ -131,8 +136,9 @@ class _VariationalAutoencoder(keras.Model):
     encoder: keras.Model
     decoder: keras.Model
 
-    def __init__(self, latent_dim, seed=None, **kwargs):
+    def __init__(self, latent_dim, seed=None, likelihood="bernoulli", **kwargs):
         super().__init__(**kwargs)
+        self.likelihood = get_likelihood(likelihood)
         self.latent_dim = _latent_dim(latent_dim)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -154,7 +160,10 @@ class _VariationalAutoencoder(keras.Model):
         return super().__call__(self.as_batch(x), *args, **kwargs)
 
     def call(self, x):
-        """Return ``(logits, mu, log_var)`` for a batch, with z drawn by reparameterization."""
+        """Return ``(logits, mu, log_var)`` for a batch, with z drawn by reparameterization.
+
+        ``logits`` is the decoder output: the likelihood's parameters for other likelihoods.
+        """
         mu, log_var = self.encoder(x)
         z = reparameterize(mu, log_var, seed=self.seed_generator)
         return self.decoder(z), mu, log_var
@@ -164,22 +173,25 @@ class _VariationalAutoencoder(keras.Model):
         return self.encoder(self.as_batch(x))
 
     def decode(self, z):
-        """Bernoulli logits for latent codes ``z`` of shape ``(n, latent_dim)``."""
+        """Decoder output (Bernoulli logits by default) for codes ``z`` of shape
+        ``(n, latent_dim)``."""
         return self.decoder(tf.convert_to_tensor(z, dtype=self.compute_dtype))
 
     def reconstruct(self, x):
-        """Pixel probabilities decoded from the posterior mean of each image."""
+        """The likelihood's mean (pixel probabilities for a Bernoulli) decoded from the
+        posterior mean of each image."""
         mu, _ = self.encode(x)
-        return tf.sigmoid(self.decode(mu))
+        return self.likelihood.mean(self.decode(mu))
 
     def sample(self, n):
-        """Pixel probabilities of ``n`` images decoded from z ~ N(0, I)."""
+        """The likelihood's mean (pixel probabilities for a Bernoulli) of ``n`` images decoded
+        from z ~ N(0, I)."""
         z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
-        return tf.sigmoid(self.decode(z))
+        return self.likelihood.mean(self.decode(z))
 
     def log_likelihood(self, x, z):
-        """log p(x | z) per example: the decoder's Bernoulli log-likelihood."""
-        return bernoulli_log_likelihood(x, self.decode(z))
+        """log p(x | z) per example under the model's likelihood (Bernoulli by default)."""
+        return self.likelihood.log_prob(x, self.decode(z))
 
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
@@ -187,16 +199,27 @@ class VAE(_VariationalAutoencoder):
     """The original article's MLP VAE: ``VAE(latent_dim=2, intermediate_dim=128, input_dim=784)``.
 
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
-    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model.
+    so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model; ``likelihood``
+    ("bernoulli", "gaussian", ...: :func:`vae_tutorial.get_likelihood`) in notebook
+    08_likelihoods_for_grey_pixels.
     """
 
-    def __init__(self, latent_dim=2, intermediate_dim=128, input_dim=784, seed=None, **kwargs):
-        super().__init__(latent_dim, seed=seed, **kwargs)
+    def __init__(
+        self,
+        latent_dim=2,
+        intermediate_dim=128,
+        input_dim=784,
+        seed=None,
+        likelihood="bernoulli",
+        **kwargs,
+    ):
+        super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
         self.intermediate_dim = intermediate_dim
         self.input_dim = input_dim
         self.event_shape = (input_dim,)
         self.encoder = Encoder(latent_dim, intermediate_dim)
-        self.decoder = Decoder(latent_dim, intermediate_dim, input_dim)
+        outputs = input_dim * self.likelihood.params_per_pixel
+        self.decoder = Decoder(latent_dim, intermediate_dim, outputs)
 
     def get_config(self):
         return {
@@ -204,6 +227,7 @@ class VAE(_VariationalAutoencoder):
             "intermediate_dim": self.intermediate_dim,
             "input_dim": self.input_dim,
             "seed": self.seed,
+            "likelihood": self.likelihood.get_config(),
             "name": self.name,
         }
 
@@ -215,14 +239,19 @@ class ConvVAE(_VariationalAutoencoder):
     The command line trains it with ``--conv``. Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim=2, seed=None, **kwargs):
-        super().__init__(latent_dim, seed=seed, **kwargs)
+    def __init__(self, latent_dim=2, seed=None, likelihood="bernoulli", **kwargs):
+        super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
         self.event_shape = IMAGE_SHAPE
         self.encoder = ConvEncoder(latent_dim)
-        self.decoder = ConvDecoder(latent_dim)
+        self.decoder = ConvDecoder(latent_dim, output_channels=self.likelihood.params_per_pixel)
 
     def get_config(self):
-        return {"latent_dim": self.latent_dim, "seed": self.seed, "name": self.name}
+        return {
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "likelihood": self.likelihood.get_config(),
+            "name": self.name,
+        }
 
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
@@ -249,15 +278,17 @@ class ConditionalVAE(_VariationalAutoencoder):
         input_dim=784,
         num_classes=10,
         seed=None,
+        likelihood="bernoulli",
         **kwargs,
     ):
-        super().__init__(latent_dim, seed=seed, **kwargs)
+        super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
         self.intermediate_dim = intermediate_dim
         self.input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
         self.num_classes = check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
         self.event_shape = (self.input_dim,)
         self.encoder = Encoder(latent_dim, intermediate_dim)
-        self.decoder = Decoder(latent_dim, intermediate_dim, self.input_dim)
+        outputs = self.input_dim * self.likelihood.params_per_pixel
+        self.decoder = Decoder(latent_dim, intermediate_dim, outputs)
         # Built now, so that code which builds a model with an image batch alone (fit,
         # restore_run) finds it built: a conditional model is never called without labels.
         self.encoder(tf.zeros([1, self.input_dim + self.num_classes]))
@@ -295,28 +326,30 @@ class ConditionalVAE(_VariationalAutoencoder):
         return self._encode(*self.as_batch((x, labels)))
 
     def decode(self, z, labels):
-        """Bernoulli logits of p(x | z, y) for codes ``z`` (n, latent_dim) and ``labels``."""
+        """Decoder output of p(x | z, y) (Bernoulli logits by default) for codes ``z``
+        (n, latent_dim) and ``labels``."""
         z = tf.convert_to_tensor(z, dtype=self.compute_dtype)
         return self._decode(z, check_labels(labels, self.num_classes, z.shape[0]))
 
     def reconstruct(self, x, labels):
-        """Pixel probabilities decoded from the posterior mean, under the images' labels."""
+        """The likelihood's mean (pixel probabilities for a Bernoulli) decoded from the
+        posterior mean, under the images' labels."""
         mu, _ = self.encode(x, labels)
-        return tf.sigmoid(self.decode(mu, labels))
+        return self.likelihood.mean(self.decode(mu, labels))
 
     def sample(self, n, labels):
-        """Pixel probabilities of ``n`` images of class ``labels`` (one int, or n of them),
-        decoded from z ~ N(0, I)."""
+        """The likelihood's mean (pixel probabilities for a Bernoulli) of ``n`` images of
+        class ``labels`` (one int, or n of them), decoded from z ~ N(0, I)."""
         n = check_int(n, "n", 1, fix="e.g. sample(10, labels=3).")
         labels = tf.convert_to_tensor(labels)
         if labels.shape.rank == 0:  # one class for all n images
             labels = tf.fill([n], labels)
         z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
-        return tf.sigmoid(self.decode(z, labels))
+        return self.likelihood.mean(self.decode(z, labels))
 
     def log_likelihood(self, x, z, labels):
-        """log p(x | z, y) per example: the decoder's Bernoulli log-likelihood."""
-        return bernoulli_log_likelihood(x, self.decode(z, labels))
+        """log p(x | z, y) per example under the model's likelihood (Bernoulli by default)."""
+        return self.likelihood.log_prob(x, self.decode(z, labels))
 
     def get_config(self):
         return {
@@ -325,5 +358,6 @@ class ConditionalVAE(_VariationalAutoencoder):
             "input_dim": self.input_dim,
             "num_classes": self.num_classes,
             "seed": self.seed,
+            "likelihood": self.likelihood.get_config(),
             "name": self.name,
         }

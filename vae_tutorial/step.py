@@ -60,7 +60,9 @@ def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
     with tf.control_dependencies([x]):  # every update, even the step counter, waits for x
         with tf.GradientTape() as tape:
             logits, mu, log_var = model(join_batch(x, labels), training=True)
-            loss, reconstruction, kl = negative_elbo_terms(x, logits, mu, log_var, beta)
+            loss, reconstruction, kl = negative_elbo_terms(
+                x, logits, mu, log_var, beta, likelihood=model.likelihood
+            )
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     return loss, reconstruction, kl

@@ -22,6 +22,7 @@ from vae_tutorial.fast_training import EpochResult, FastEpochs
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.validation import (
+    check_binarize_for_likelihood,
     check_image_model,
     check_labels_for_model,
     check_uint8_images,
@@ -91,7 +92,9 @@ def fit(
         train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
             with ``test_images`` every epoch reports the held-out ELBO.
         epochs, batch_size, learning_rate, beta, kl_warmup_epochs, binarize, seed: the
-            :class:`TrainingConfig` settings. Epoch e's batches are ``make_batches(...,
+            :class:`TrainingConfig` settings; ``binarize`` must suit the model's likelihood
+            (notebook 08_likelihoods_for_grey_pixels: "dequantize" for the densities on
+            [0, 1], "none" for the discretized logistic). Epoch e's batches are ``make_batches(...,
             seed=seed, epoch=e - 1)``'s; ``beta`` weights the KL term, ramped up over
             ``kl_warmup_epochs`` (:func:`kl_warmup_beta`). fit seeds Python, NumPy and
             TensorFlow with ``keras.utils.set_random_seed(seed)`` first.
@@ -120,6 +123,7 @@ def fit(
         seed=seed,
     )
     check_image_model(model)
+    check_binarize_for_likelihood(config.binarize, model.likelihood)
     train_images = check_uint8_images(train_images, "train_images")
     train_labels = check_labels_for_model(model, train_labels, len(train_images), "train_labels")
     if test_images is not None:

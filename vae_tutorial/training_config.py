@@ -35,7 +35,8 @@ class TrainingConfig:
     binarize: str = _setting(
         "dynamic",
         "dynamic: fresh Bernoulli pixels each epoch (the literature's protocol); "
-        "static: one fixed draw; none: grey levels",
+        "static: one fixed draw; none: grey levels; dequantize: grey levels plus uniform "
+        "noise within each 8-bit level (for the density likelihoods)",
     )
     seed: int = _setting(0, "seeds the weights, the batch order and the binarization")
 

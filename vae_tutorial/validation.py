@@ -72,6 +72,21 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def check_binarize_for_likelihood(binarize: str, likelihood) -> str:
+    """Require data the model's decoder likelihood models (its ``binarize_modes``).
+
+    Taught in notebook 08_likelihoods_for_grey_pixels.
+    """
+    if binarize not in likelihood.binarize_modes:
+        modes = " or ".join(repr(m) for m in likelihood.binarize_modes)
+        raise ValueError(
+            f"binarize={binarize!r} does not fit the model's likelihood {likelihood.name!r}: "
+            f"{likelihood.why_this_data}. Use binarize={modes} (on the command line: "
+            f"--binarize {likelihood.binarize_modes[0]})."
+        )
+    return binarize
+
+
 def check_uint8_images(images, name: str) -> np.ndarray:
     """Require raw uint8 images (N, 28, 28), N >= 1, as ``load_dataset`` returns them."""
     if hasattr(images, "train_images"):  # an ImageData
