@@ -50,20 +50,20 @@ class EpochResult:
 
 
 def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
-           binarize, seed):  # fmt: skip
+           binarize, seed, free_bits=0.0):  # fmt: skip
     """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
     the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
 
     ``size``, the images per batch, is a Python int under XLA (which needs static shapes) and
     a tensor otherwise (one trace then serves every batch size). uint8 / 255 is finite and in
-    [0, 1]: the batch needs no pixel check.
+    [0, 1]: the batch needs no pixel check. ``free_bits``, a Python float, is fixed per run.
     """
 
     def body(done, sums, bad):
         x = epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
                         binarize=binarize, seed=seed, epoch=epoch)  # fmt: skip
         x = tf.reshape(x, [size, *model.event_shape])
-        terms = train_step_terms(model, optimizer, x, beta, check_batch=False)
+        terms = train_step_terms(model, optimizer, x, beta, check_batch=False, free_bits=free_bits)
         done += 1
         bad = tf.where(tf.math.is_finite(terms[0]), bad, done)  # the loop stops at NaN/Inf
         return done, sums + tf.stack(terms) * tf.cast(size, tf.float32), bad
@@ -78,8 +78,10 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
 class FastEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above."""
 
-    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile):
+    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile,
+                 free_bits=0.0):  # fmt: skip
         self.model, self.optimizer = model, optimizer
+        self.free_bits = free_bits
         self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
         self.steps_per_epoch = num_batches(self.n, batch_size)
         self._resident = resident_images(images, binarize, seed)
@@ -108,7 +110,7 @@ class FastEpochs:
                 tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
                 tf.constant(epoch - 1, tf.int64), self.batch_size,
                 size if self._static_size else tf.constant(size, tf.int64), self.binarize,
-                self.seed,
+                self.seed, self.free_bits,
             )  # fmt: skip
             sums += chunk_sums.numpy()
             images = done * self.batch_size + int(chunk_done) * size

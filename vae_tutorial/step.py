@@ -44,12 +44,13 @@ def prepare_for_training(model, optimizer, x) -> None:
     _OPTIMIZER_OWNERS[optimizer] = weakref.ref(model)
 
 
-def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
+def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True, free_bits=0.0):
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
     A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). The
     batch is checked first (finite, in [0, 1]), so a bad batch never reaches the variables;
     ``check_batch=False`` skips that for batches valid by construction (uint8 / 255).
+    ``free_bits`` (nats per latent dimension) is passed to ``negative_elbo_terms``.
     Taught in notebook 04_gradienttape_training_step.
     """
     if check_batch:
@@ -57,7 +58,9 @@ def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
     with tf.control_dependencies([x]):  # every update, even the step counter, waits for x
         with tf.GradientTape() as tape:
             logits, mu, log_var = model(x, training=True)
-            loss, reconstruction, kl = negative_elbo_terms(x, logits, mu, log_var, beta)
+            loss, reconstruction, kl = negative_elbo_terms(
+                x, logits, mu, log_var, beta, free_bits=free_bits
+            )
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     return loss, reconstruction, kl

@@ -70,6 +70,7 @@ def fit(
     learning_rate=1e-3,
     beta=1.0,
     kl_warmup_epochs=0,
+    free_bits=0.0,
     binarize="dynamic",
     seed=0,
     checkpoint_dir=None,
@@ -84,11 +85,14 @@ def fit(
         model: a ``VAE`` or ``ConvVAE`` for 28x28 images.
         train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
             with ``test_images`` every epoch reports the held-out ELBO.
-        epochs, batch_size, learning_rate, beta, kl_warmup_epochs, binarize, seed: the
-            :class:`TrainingConfig` settings. Epoch e's batches are ``make_batches(...,
-            seed=seed, epoch=e - 1)``'s; ``beta`` weights the KL term, ramped up over
-            ``kl_warmup_epochs`` (:func:`kl_warmup_beta`). fit seeds Python, NumPy and
-            TensorFlow with ``keras.utils.set_random_seed(seed)`` first.
+        epochs, batch_size, learning_rate, beta, kl_warmup_epochs, free_bits, binarize,
+            seed: the :class:`TrainingConfig` settings. Epoch e's batches are
+            ``make_batches(..., seed=seed, epoch=e - 1)``'s; ``beta`` weights the KL term,
+            ramped up over ``kl_warmup_epochs`` (:func:`kl_warmup_beta`); ``free_bits`` > 0
+            trains on the free-bits KL (``losses.free_bits_kl``, notebook
+            09_beta_and_posterior_collapse) while the history's ``kl`` stays the true KL.
+            fit seeds Python, NumPy and TensorFlow with ``keras.utils.set_random_seed(seed)``
+            first.
         optimizer: default ``keras.optimizers.Adam(learning_rate)``.
         checkpoint_dir: save a checkpoint (model, optimizer, RNG state, history) after every
             epoch; a later call resumes from it.
@@ -107,6 +111,7 @@ def fit(
         learning_rate=learning_rate,
         beta=beta,
         kl_warmup_epochs=kl_warmup_epochs,
+        free_bits=free_bits,
         binarize=binarize,
         seed=seed,
     )
@@ -127,6 +132,7 @@ def fit(
         binarize=config.binarize,
         seed=config.seed,
         jit_compile=bool(jit_compile),
+        free_bits=config.free_bits,
     )
     checkpoints = None
     history = []
