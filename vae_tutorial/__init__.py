@@ -18,6 +18,8 @@ from vae_tutorial.evaluation import (  # noqa: E402
     evaluate_elbo,
     evaluate_iwae,
     iwae_bound,
+    kl_per_dimension,
+    mutual_information,
     posterior_mean_variance,
 )
 from vae_tutorial.likelihoods import (  # noqa: E402
@@ -30,7 +32,9 @@ from vae_tutorial.likelihoods import (  # noqa: E402
 from vae_tutorial.losses import (  # noqa: E402
     bernoulli_log_likelihood,
     gaussian_log_density,
+    free_bits_kl,
     kl_divergence,
+    kl_divergence_per_dimension,
     negative_elbo_terms,
     reparameterize,
     vae_loss,

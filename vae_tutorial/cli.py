@@ -44,7 +44,7 @@ INTERMEDIATE_DIM = [512]
 # Flags that fix the model's shape (or its data): a run directory holds one of them.
 SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional", "likelihood")
 # What a config.json written before a key existed meant by it.
-OLD_CONFIG_DEFAULTS = {"conditional": False, "likelihood": "bernoulli"}
+OLD_CONFIG_DEFAULTS = {"conditional": False, "likelihood": "bernoulli", "free_bits": 0.0}
 SCATTER_IMAGES = 5000
 TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
 DEF = "(default: %(default)s)"

@@ -56,7 +56,7 @@ class EpochResult:
 
 
 def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
-           binarize, seed, labels=None):  # fmt: skip
+           binarize, seed, labels=None, free_bits=0.0):  # fmt: skip
     """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
     the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
 
@@ -64,6 +64,7 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
     a tensor otherwise (one trace then serves every batch size). uint8 / 255 is finite and in
     [0, 1]: the batch needs no pixel check. ``labels`` (a conditional model's, resident like
     the images, checked once by fit) are gathered at the batch's indices.
+    ``free_bits``, a Python float, is fixed per run.
     """
 
     def body(done, sums, bad):
@@ -73,7 +74,8 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
         if labels is not None:
             indices = batch_indices(order, first + done, batch_size=batch_size, size=size)
             x = (x, tf.gather(labels, indices))
-        terms = train_step_terms(model, optimizer, x, beta, check_batch=False)
+        terms = train_step_terms(model, optimizer, x, beta, check_batch=False,
+                                 free_bits=free_bits)  # fmt: skip
         done += 1
         bad = tf.where(tf.math.is_finite(terms[0]), bad, done)  # the loop stops at NaN/Inf
         return done, sums + tf.stack(terms) * tf.cast(size, tf.float32), bad
@@ -88,10 +90,10 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
 class FastEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above."""
 
-    def __init__(
-        self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile, labels=None
-    ):
+    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile,
+                 labels=None, free_bits=0.0):  # fmt: skip
         self.model, self.optimizer = model, optimizer
+        self.free_bits = free_bits
         self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
         self.steps_per_epoch = num_batches(self.n, batch_size)
         self._resident = resident_images(images, binarize, seed)
@@ -121,7 +123,7 @@ class FastEpochs:
                 tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
                 tf.constant(epoch - 1, tf.int64), self.batch_size,
                 size if self._static_size else tf.constant(size, tf.int64), self.binarize,
-                self.seed, self._labels,
+                self.seed, self._labels, self.free_bits,
             )  # fmt: skip
             sums += chunk_sums.numpy()
             images = done * self.batch_size + int(chunk_done) * size

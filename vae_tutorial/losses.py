@@ -32,15 +32,38 @@ def reparameterize(mu, log_var, seed=None):
     return mu + tf.exp(0.5 * log_var) * eps
 
 
-def kl_divergence(mu, log_var):
-    """Closed-form KL(N(mu, diag(exp(log_var))) || N(0, I)) per example, shape ``(batch,)``.
+def kl_divergence_per_dimension(mu, log_var):
+    """Closed-form KL(q(z_j | x) || N(0, 1)) of each latent dimension, shape ``(batch, d)``.
 
-    KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j).
-    Taught in notebook 02_the_elbo_loss.
+    KL_j = 1/2 * (exp(log_var_j) + mu_j^2 - 1 - log_var_j), >= 0, and 0 only at the prior.
+    Taught in notebook 09_beta_and_posterior_collapse.
     """
     mu = tf.convert_to_tensor(mu)
     log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
-    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=-1)
+    return 0.5 * (tf.exp(log_var) + tf.square(mu) - 1.0 - log_var)
+
+
+def kl_divergence(mu, log_var):
+    """Closed-form KL(N(mu, diag(exp(log_var))) || N(0, I)) per example, shape ``(batch,)``.
+
+    KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j), the sum over dimensions of
+    :func:`kl_divergence_per_dimension`. Taught in notebook 02_the_elbo_loss.
+    """
+    return tf.reduce_sum(kl_divergence_per_dimension(mu, log_var), axis=-1)
+
+
+def free_bits_kl(mu, log_var, free_bits):
+    """The KL term with free bits: sum_j max(free_bits, mean over the batch of KL_j).
+
+    Kingma et al. (2016, "Improved variational inference with inverse autoregressive flow",
+    appendix C, "free bits"), with one group per latent dimension: a dimension whose KL,
+    averaged over the batch, is below ``free_bits`` nats costs exactly ``free_bits`` and gets
+    no gradient from the KL term, so the optimizer has no reason to push it to the prior.
+    With ``free_bits = 0`` this is the batch mean of :func:`kl_divergence`.
+    Taught in notebook 09_beta_and_posterior_collapse.
+    """
+    per_dimension = tf.reduce_mean(kl_divergence_per_dimension(mu, log_var), axis=0)
+    return tf.reduce_sum(tf.maximum(tf.cast(free_bits, per_dimension.dtype), per_dimension))
 
 
 def _sum_over_event(values):
@@ -75,21 +98,33 @@ def gaussian_log_density(z, mu, log_var):
     return -0.5 * tf.reduce_sum(LOG_2PI + log_var + tf.square(z - mu) * tf.exp(-log_var), axis=-1)
 
 
-def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
+def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None, free_bits=0.0):
     """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
 
     Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
     ``likelihood``: the decoder's distribution (``model.likelihood``, or
     ``vae_tutorial.get_likelihood("gaussian")``...; notebook 08_likelihoods_for_grey_pixels),
     whose parameters ``logits`` holds; None: Bernoulli logits.
-    Taught in notebook 02_the_elbo_loss.
+    With ``free_bits`` > 0 (nats per latent dimension) the loss trains on
+    ``reconstruction + beta * free_bits_kl(mu, log_var, free_bits)`` instead, while the
+    returned ``kl`` stays the true KL: what the model has, not what it was charged.
+    Taught in notebooks 02_the_elbo_loss and 09_beta_and_posterior_collapse (free bits).
     """
+    if isinstance(free_bits, (int, float)):
+        check_finite_number(free_bits, "free_bits", fix="0 turns free bits off; e.g. 0.25.")
     log_prob = bernoulli_log_likelihood if likelihood is None else likelihood.log_prob
     reconstruction = -tf.reduce_mean(log_prob(x, logits))
     dtype = reconstruction.dtype
-    kl = tf.reduce_mean(kl_divergence(tf.cast(mu, dtype), tf.cast(log_var, dtype)))
+    mu, log_var = tf.cast(mu, dtype), tf.cast(log_var, dtype)
+    kl = tf.reduce_mean(kl_divergence(mu, log_var))
+    trained_kl = kl if _is_zero(free_bits) else free_bits_kl(mu, log_var, free_bits)
     beta = tf.cast(beta, kl.dtype)
-    return reconstruction + beta * kl, reconstruction, kl
+    return reconstruction + beta * trained_kl, reconstruction, kl
+
+
+def _is_zero(value) -> bool:
+    """True for a Python 0: free bits off, known before tracing (a tensor is never skipped)."""
+    return isinstance(value, (int, float)) and value == 0
 
 
 def vae_loss(x, logits, mu, log_var, beta=1.0, *, likelihood=None):

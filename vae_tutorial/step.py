@@ -45,14 +45,15 @@ def prepare_for_training(model, optimizer, x) -> None:
     _OPTIMIZER_OWNERS[optimizer] = weakref.ref(model)
 
 
-def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
+def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True, free_bits=0.0):
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
     A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). The
     batch is checked first (finite, in [0, 1]), so a bad batch never reaches the variables;
     ``check_batch=False`` skips that for batches valid by construction (uint8 / 255).
     For a conditional model ``x`` is the pair ``(images, labels)`` (notebook
-    10_conditional_vae). Taught in notebook 04_gradienttape_training_step.
+    10_conditional_vae). ``free_bits`` (nats per latent dimension) is passed to
+    ``negative_elbo_terms``. Taught in notebook 04_gradienttape_training_step.
     """
     x, labels = split_batch(x)
     if check_batch:
@@ -61,7 +62,7 @@ def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True):
         with tf.GradientTape() as tape:
             logits, mu, log_var = model(join_batch(x, labels), training=True)
             loss, reconstruction, kl = negative_elbo_terms(
-                x, logits, mu, log_var, beta, likelihood=model.likelihood
+                x, logits, mu, log_var, beta, likelihood=model.likelihood, free_bits=free_bits
             )
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))

@@ -75,6 +75,7 @@ def fit(
     learning_rate=1e-3,
     beta=1.0,
     kl_warmup_epochs=0,
+    free_bits=0.0,
     binarize="dynamic",
     seed=0,
     checkpoint_dir=None,
@@ -91,13 +92,16 @@ def fit(
         model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
         train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
             with ``test_images`` every epoch reports the held-out ELBO.
-        epochs, batch_size, learning_rate, beta, kl_warmup_epochs, binarize, seed: the
-            :class:`TrainingConfig` settings; ``binarize`` must suit the model's likelihood
-            (notebook 08_likelihoods_for_grey_pixels: "dequantize" for the densities on
-            [0, 1], "none" for the discretized logistic). Epoch e's batches are ``make_batches(...,
-            seed=seed, epoch=e - 1)``'s; ``beta`` weights the KL term, ramped up over
-            ``kl_warmup_epochs`` (:func:`kl_warmup_beta`). fit seeds Python, NumPy and
-            TensorFlow with ``keras.utils.set_random_seed(seed)`` first.
+        epochs, batch_size, learning_rate, beta, kl_warmup_epochs, free_bits, binarize,
+            seed: the :class:`TrainingConfig` settings. Epoch e's batches are
+            ``make_batches(..., seed=seed, epoch=e - 1)``'s; ``beta`` weights the KL term,
+            ramped up over ``kl_warmup_epochs`` (:func:`kl_warmup_beta`); ``free_bits`` > 0
+            trains on the free-bits KL (``losses.free_bits_kl``, notebook
+            09_beta_and_posterior_collapse) while the history's ``kl`` stays the true KL;
+            ``binarize`` must suit the model's likelihood (notebook
+            08_likelihoods_for_grey_pixels: "dequantize" for the densities on [0, 1], "none"
+            for the discretized logistic). fit seeds Python, NumPy and TensorFlow with
+            ``keras.utils.set_random_seed(seed)`` first.
         optimizer: default ``keras.optimizers.Adam(learning_rate)``.
         checkpoint_dir: save a checkpoint (model, optimizer, RNG state, history) after every
             epoch; a later call resumes from it.
@@ -119,6 +123,7 @@ def fit(
         learning_rate=learning_rate,
         beta=beta,
         kl_warmup_epochs=kl_warmup_epochs,
+        free_bits=free_bits,
         binarize=binarize,
         seed=seed,
     )
@@ -145,6 +150,7 @@ def fit(
         seed=config.seed,
         jit_compile=bool(jit_compile),
         labels=train_labels,
+        free_bits=config.free_bits,
     )
     checkpoints = None
     history = []

@@ -39,6 +39,11 @@ class TrainingConfig:
         "noise within each 8-bit level (for the density likelihoods)",
     )
     seed: int = _setting(0, "seeds the weights, the batch order and the binarization")
+    free_bits: float = _setting(
+        0.0,
+        "free bits (Kingma et al. 2016): each latent dimension's batch-mean KL is charged at "
+        "least this many nats (0: off)",
+    )
 
     def __post_init__(self):
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -51,6 +56,11 @@ class TrainingConfig:
         )
         set_(self, "seed", check_int(self.seed, "seed", 0, 2**31 - 1, fix="e.g. 0."))
         set_(self, "beta", check_finite_number(self.beta, "beta", fix="1.0 is the ELBO."))
+        set_(
+            self,
+            "free_bits",
+            check_finite_number(self.free_bits, "free_bits", fix="0 turns it off; e.g. 0.25."),
+        )
         set_(
             self,
             "learning_rate",
