@@ -88,6 +88,20 @@ def negative_elbo_terms(x, logits, mu, log_var, beta=1.0):
     return reconstruction + beta * kl, reconstruction, kl
 
 
+def negative_elbo_per_example(x, logits, mu, log_var, beta=1.0):
+    """Per-example ``(loss, reconstruction, kl)``, each of shape ``(batch,)``, in nats.
+
+    loss_i = -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)); :func:`negative_elbo_terms`
+    gives their batch means. A distributed step needs the per-example values: each replica
+    sums its share and divides by the global batch size (``tf.nn.compute_average_loss``).
+    Taught in notebook 11_distributed_training.
+    """
+    reconstruction = -bernoulli_log_likelihood(x, logits)
+    dtype = reconstruction.dtype
+    kl = kl_divergence(tf.cast(mu, dtype), tf.cast(log_var, dtype))
+    return reconstruction + tf.cast(beta, dtype) * kl, reconstruction, kl
+
+
 def vae_loss(x, logits, mu, log_var, beta=1.0):
     """The negative ELBO in nats per image: sum over pixels, mean over the batch.
 
