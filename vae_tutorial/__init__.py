@@ -24,6 +24,7 @@ from vae_tutorial.losses import (  # noqa: E402
     bernoulli_log_likelihood,
     gaussian_log_density,
     kl_divergence,
+    negative_elbo_per_example,
     negative_elbo_terms,
     reparameterize,
     vae_loss,

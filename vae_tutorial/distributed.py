@@ -97,9 +97,7 @@ def _steps(strategy, model, optimizer, iterator, first, steps, beta, batch_size,
     def body(done, sums, bad):
         x, eps = iterator.get_next()
         size = tf.minimum(tf.constant(batch_size, tf.int64), n - (first + done) * batch_size)
-        step = functools.partial(
-            replica_step, model, optimizer, beta=beta, global_batch_size=size
-        )
+        step = functools.partial(replica_step, model, optimizer, beta=beta, global_batch_size=size)
         step_sums = strategy.reduce(_SUM, strategy.run(step, args=(x, eps)), axis=None)
         done += 1
         bad = tf.where(tf.math.is_finite(step_sums[0]), bad, done)  # the loop stops at NaN/Inf

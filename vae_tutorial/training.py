@@ -16,7 +16,6 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.batching import HELD_OUT_EPOCH, make_batches
-from vae_tutorial.checkpoints import RunCheckpoint
 from vae_tutorial.distributed import distributed_epochs, is_chief, run_checkpoint
 from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.fast_training import EpochResult, FastEpochs
