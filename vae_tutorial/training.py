@@ -124,28 +124,16 @@ def fit(
     if jit_compile and strategy is not None:
         raise ValueError("jit_compile=True compiles fit's loop without a strategy only.")
     keras.utils.set_random_seed(config.seed)
+    batches = {"batch_size": config.batch_size, "binarize": config.binarize, "seed": config.seed}
     if strategy is None:
         optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
         prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
         epochs_runner = FastEpochs(
-            model,
-            optimizer,
-            train_images,
-            batch_size=config.batch_size,
-            binarize=config.binarize,
-            seed=config.seed,
-            jit_compile=bool(jit_compile),
+            model, optimizer, train_images, jit_compile=bool(jit_compile), **batches
         )
     else:  # the same epochs under tf.distribute
         optimizer, epochs_runner = distributed_epochs(
-            strategy,
-            model,
-            optimizer,
-            train_images,
-            learning_rate=config.learning_rate,
-            batch_size=config.batch_size,
-            binarize=config.binarize,
-            seed=config.seed,
+            strategy, model, optimizer, train_images, learning_rate=config.learning_rate, **batches
         )
         if not is_chief(strategy):
             tensorboard_dir = None
