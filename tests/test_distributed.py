@@ -237,3 +237,14 @@ def test_multi_worker_without_tf_config_is_refused_with_the_fix(monkeypatch, cap
     error = capsys.readouterr().err
     assert code == 2 and "TF_CONFIG" in error and '"task"' in error
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_trains_under_mirrored_strategy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    out = tmp_path / "run"
+    args = ["train", "--strategy", "mirrored", "--out", str(out), "--epochs", "1"]
+    args += ["--limit-train", "256", "--limit-test", "128", "--intermediate-dim", "16"]
+    assert cli_main([*args, "--no-figures"]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["config"]["strategy"] == "mirrored"
+    assert np.isfinite(metrics["test_elbo"])
