@@ -9,6 +9,7 @@ from vae_tutorial import (
     bernoulli_log_likelihood,
     gaussian_log_density,
     kl_divergence,
+    negative_elbo_per_example,
     reparameterize,
     vae_loss,
 )
@@ -112,6 +113,20 @@ def test_vae_loss_matches_a_scipy_computation():
         reference = np.mean(-log_px + beta * kl_reference(mu, log_var))
         got = float(vae_loss(x, logits, mu.astype("float32"), log_var.astype("float32"), beta))
         assert got == pytest.approx(reference, rel=1e-5)
+
+
+def test_per_example_negative_elbo_matches_a_scipy_computation():
+    x = RNG.integers(0, 2, size=(6, 784)).astype("float32")
+    logits = RNG.normal(size=(6, 784)).astype("float32")
+    mu, log_var = RNG.normal(size=(6, 3)), RNG.normal(size=(6, 3))
+    log_px = stats.bernoulli.logpmf(x, special.expit(logits.astype("float64"))).sum(axis=1)
+    kl = kl_reference(mu, log_var)
+    terms = negative_elbo_per_example(
+        x, logits, mu.astype("float32"), log_var.astype("float32"), 2.0
+    )
+    for got, reference in zip(terms, (-log_px + 2.0 * kl, -log_px, kl), strict=True):
+        assert got.shape == (6,)
+        np.testing.assert_allclose(got.numpy(), reference, rtol=1e-5)
 
 
 def test_vae_loss_of_zero_logits_is_784_log_2():

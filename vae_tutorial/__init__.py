@@ -35,6 +35,7 @@ from vae_tutorial.losses import (  # noqa: E402
     free_bits_kl,
     kl_divergence,
     kl_divergence_per_dimension,
+    negative_elbo_per_example,
     negative_elbo_terms,
     reparameterize,
     vae_loss,

@@ -30,6 +30,7 @@ import vae_tutorial as vt  # noqa: E402
 from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH  # noqa: E402
 from vae_tutorial.checkpoints import read_history  # noqa: E402
 from vae_tutorial.config import data_dir as env_data_dir  # noqa: E402
+from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
@@ -44,8 +45,14 @@ INTERMEDIATE_DIM = [512]
 # Flags that fix the model's shape (or its data): a run directory holds one of them.
 SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional", "likelihood")
 # What a config.json written before a key existed meant by it.
-OLD_CONFIG_DEFAULTS = {"conditional": False, "likelihood": "bernoulli", "free_bits": 0.0}
+OLD_CONFIG_DEFAULTS = {
+    "conditional": False,
+    "likelihood": "bernoulli",
+    "free_bits": 0.0,
+    "strategy": "none",
+}
 SCATTER_IMAGES = 5000
+STRATEGIES = ("none", "mirrored", "multi-worker")
 TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
 DEF = "(default: %(default)s)"
 
@@ -190,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="for quick runs and tests: use only the first N test images",
     )
     train.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    train.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="none",
+        help="none: one device; mirrored: every GPU of this machine (MirroredStrategy); "
+        "multi-worker: the machines listed in $TF_CONFIG (MultiWorkerMirroredStrategy; run "
+        "the same command on each, the chief writes --out) " + DEF,
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -370,10 +385,29 @@ def _train_config(args) -> dict:
         "tensorboard": bool(args.tensorboard),
         "limit_train": args.limit_train,
         "limit_test": args.limit_test,
+        "strategy": args.strategy,
     }
 
 
+def _strategy(name: str):
+    """The tf.distribute strategy of ``--strategy``, made before TensorFlow runs anything."""
+    if name == "none":
+        return None
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if not os.environ.get("TF_CONFIG"):
+        raise CLIError(
+            "--strategy multi-worker reads the cluster from $TF_CONFIG, which is not set: on "
+            'each machine set TF_CONFIG=\'{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+            '"task": {"type": "worker", "index": I}}\' (I: this machine\'s place in the list).',
+            exit_code=2,
+        )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 def cmd_train(args) -> int:
+    strategy = _strategy(args.strategy)
+    chief = is_chief(strategy)  # on a cluster only the chief writes into --out
     config = _train_config(args)
     out = Path(config["out"])
     if out.exists() and not out.is_dir():
@@ -411,11 +445,13 @@ def cmd_train(args) -> int:
         f"epochs, binarize {config['binarize']}; run directory {out}"
     )
     out.mkdir(parents=True, exist_ok=True)
-    _write_json(out / "config.json", config)
+    if chief:
+        _write_json(out / "config.json", config)
     previous = _read_json(out / "metrics.json")
 
     def write_metrics(history):  # after every epoch: nothing finished is ever lost
-        _write_json(out / "metrics.json", _metrics(data, config, history, previous))
+        if chief:
+            _write_json(out / "metrics.json", _metrics(data, config, history, previous))
 
     started = time.perf_counter()
     try:
@@ -429,6 +465,7 @@ def cmd_train(args) -> int:
             checkpoint_dir=out / "checkpoints",
             tensorboard_dir=(out / "tensorboard") if config["tensorboard"] else None,
             on_epoch_end=write_metrics,
+            strategy=strategy,
         )
     except (KeyboardInterrupt, FloatingPointError) as error:
         history = getattr(error, "history", None)
@@ -447,6 +484,9 @@ def cmd_train(args) -> int:
         ) from None
 
     write_metrics(history)
+    if not chief:
+        print(f"This worker trained {len(history)} epoch(s); the chief writes into {out}.")
+        return 0
     written = [] if args.no_figures else _save_figures(out, model, data, history)
     new = time.perf_counter() - started
     print(

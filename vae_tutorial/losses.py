@@ -112,11 +112,9 @@ def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None, fr
     """
     if isinstance(free_bits, (int, float)):
         check_finite_number(free_bits, "free_bits", fix="0 turns free bits off; e.g. 0.25.")
-    log_prob = bernoulli_log_likelihood if likelihood is None else likelihood.log_prob
-    reconstruction = -tf.reduce_mean(log_prob(x, logits))
-    dtype = reconstruction.dtype
-    mu, log_var = tf.cast(mu, dtype), tf.cast(log_var, dtype)
-    kl = tf.reduce_mean(kl_divergence(mu, log_var))
+    _, reconstruction, kl = negative_elbo_per_example(x, logits, mu, log_var, likelihood=likelihood)
+    reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
+    mu, log_var = tf.cast(mu, kl.dtype), tf.cast(log_var, kl.dtype)
     trained_kl = kl if _is_zero(free_bits) else free_bits_kl(mu, log_var, free_bits)
     beta = tf.cast(beta, kl.dtype)
     return reconstruction + beta * trained_kl, reconstruction, kl
@@ -125,6 +123,22 @@ def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None, fr
 def _is_zero(value) -> bool:
     """True for a Python 0: free bits off, known before tracing (a tensor is never skipped)."""
     return isinstance(value, (int, float)) and value == 0
+
+
+def negative_elbo_per_example(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
+    """Per-example ``(loss, reconstruction, kl)``, each of shape ``(batch,)``, in nats.
+
+    loss_i = -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)); :func:`negative_elbo_terms`
+    gives their batch means. A distributed step needs the per-example values: each replica
+    sums its share and divides by the global batch size (``tf.nn.compute_average_loss``).
+    ``likelihood`` as in :func:`negative_elbo_terms`. Taught in notebook
+    11_distributed_training.
+    """
+    log_prob = bernoulli_log_likelihood if likelihood is None else likelihood.log_prob
+    reconstruction = -log_prob(x, logits)
+    dtype = reconstruction.dtype
+    kl = kl_divergence(tf.cast(mu, dtype), tf.cast(log_var, dtype))
+    return reconstruction + tf.cast(beta, dtype) * kl, reconstruction, kl
 
 
 def vae_loss(x, logits, mu, log_var, beta=1.0, *, likelihood=None):

@@ -16,13 +16,14 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.batching import HELD_OUT_EPOCH, make_batches
-from vae_tutorial.checkpoints import RunCheckpoint
+from vae_tutorial.distributed import distributed_epochs, is_chief, run_checkpoint
 from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.fast_training import EpochResult, FastEpochs
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.validation import (
     check_binarize_for_likelihood,
+    check_distributable,
     check_image_model,
     check_labels_for_model,
     check_uint8_images,
@@ -85,6 +86,7 @@ def fit(
     on_epoch_end=None,
     train_labels=None,
     test_labels=None,
+    strategy=None,
 ) -> list[dict]:
     """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
 
@@ -112,6 +114,10 @@ def fit(
         train_labels, test_labels: the images' classes (N,), e.g. ``data.train_labels``: a
             ``ConditionalVAE`` needs them (each batch carries its images' labels; notebook
             10_conditional_vae), other models take none.
+        strategy: a ``tf.distribute.Strategy`` to train under (see ``distributed``): the
+            variables are made in its scope, each replica's loss is its per-example sum over
+            the global batch size, the metrics are reduced across replicas; on a multi-worker
+            cluster only the chief writes checkpoints and TensorBoard logs. None: no strategy.
 
     Returns one dict per epoch: epoch, train_loss, reconstruction, kl, beta, test_elbo,
     seconds, images_per_second. A NaN/Inf loss raises :class:`NonFiniteLossError`.
@@ -137,25 +143,34 @@ def fit(
     elif test_labels is not None:
         raise ValueError("test_labels were given without test_images; pass both or neither.")
     if jit_compile is None:
-        jit_compile = len(model.event_shape) == 1  # XLA helps the MLP, not the conv model
+        jit_compile = len(model.event_shape) == 1 and strategy is None  # the MLP, one device
+    if jit_compile and strategy is not None:
+        raise ValueError("jit_compile=True compiles fit's loop without a strategy only.")
     keras.utils.set_random_seed(config.seed)
-    optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
-    prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
-    epochs_runner = FastEpochs(
-        model,
-        optimizer,
-        train_images,
-        batch_size=config.batch_size,
-        binarize=config.binarize,
-        seed=config.seed,
-        jit_compile=bool(jit_compile),
-        labels=train_labels,
-        free_bits=config.free_bits,
-    )
+    batches = {"batch_size": config.batch_size, "binarize": config.binarize, "seed": config.seed}
+    if strategy is None:
+        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
+        prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
+        epochs_runner = FastEpochs(
+            model,
+            optimizer,
+            train_images,
+            jit_compile=bool(jit_compile),
+            labels=train_labels,
+            free_bits=config.free_bits,
+            **batches,
+        )
+    else:  # the same epochs under tf.distribute
+        check_distributable(train_labels, config.free_bits)
+        optimizer, epochs_runner = distributed_epochs(
+            strategy, model, optimizer, train_images, learning_rate=config.learning_rate, **batches
+        )
+        if not is_chief(strategy):
+            tensorboard_dir = None
     checkpoints = None
     history = []
     if checkpoint_dir is not None:
-        checkpoints = RunCheckpoint(checkpoint_dir, model, optimizer)
+        checkpoints = run_checkpoint(strategy, checkpoint_dir, model, optimizer)
         history = checkpoints.resume(report=print if progress else _silent)
         if history and progress:
             print(f"Resumed from {checkpoints.latest}: {len(history)} epoch(s) done.")
@@ -171,7 +186,9 @@ def fit(
             # evaluate on held-out data
             test_elbo = None
             if test_images is not None and result.non_finite_step is None:
-                test_elbo = _held_out_elbo(model, test_images, config, test_labels)
+                test_elbo = _held_out_elbo(
+                    model, test_images, config, test_labels, epochs_runner, strategy
+                )
             # stop on NaN/Inf, with the last good checkpoint back in the model
             _stop_if_non_finite(result, test_elbo, model, optimizer, epoch, checkpoints, history)
             # record, report, write summaries and checkpoints
@@ -192,8 +209,10 @@ def fit(
     return history
 
 
-def _held_out_elbo(model, images, config: TrainingConfig, labels=None) -> float:
+def _held_out_elbo(model, images, config: TrainingConfig, labels, runner, strategy) -> float:
     """The ELBO on ``images``, binarized once for all epochs (the held-out epoch's draw)."""
+    if strategy is not None:  # summed across replicas
+        return runner.held_out_elbo(images, max(config.batch_size, 256))
     batches = make_batches(
         images,
         batch_size=max(config.batch_size, 256),

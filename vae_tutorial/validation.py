@@ -205,6 +205,41 @@ def check_image_model(model) -> None:
         )
 
 
+def check_strategy(strategy) -> None:
+    """Require a ``tf.distribute.Strategy`` (fit's ``strategy=``; None means no strategy)."""
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(
+            f"strategy must be a tf.distribute.Strategy (or None), got {strategy!r}; e.g. "
+            "tf.distribute.MirroredStrategy() for the GPUs of one machine."
+        )
+
+
+def check_distributable(labels, free_bits) -> None:
+    """What fit under a strategy does not train yet: labels (a ConditionalVAE) or free bits."""
+    if labels is not None:
+        raise ValueError(
+            "fit(strategy=...) trains unconditional models only; train the ConditionalVAE "
+            "without a strategy (strategy=None, or --strategy none)."
+        )
+    if free_bits:
+        raise ValueError(
+            "free bits clamp the KL averaged over the whole batch, which fit(strategy=...) does "
+            "not compute across replicas; use free_bits=0 with a strategy, or no strategy."
+        )
+
+
+def check_created_in_scope(strategy, variables, what: str) -> None:
+    """Require ``variables`` (Keras variables) to have been created in ``strategy.scope()``."""
+    inside = [strategy.extended.variable_created_in_scope(v.value) for v in variables]
+    if not all(inside):
+        raise ValueError(
+            f"{what} were created outside strategy.scope(), so they are not mirrored on the "
+            "replicas. Create the model (unbuilt) and the optimizer inside "
+            "`with strategy.scope():`, or pass a new model and no optimizer: fit builds both "
+            "there."
+        )
+
+
 # --------------------------------------------------------------------------------------------
 # Tensors: shapes (static) and pixel values (in the graph)
 

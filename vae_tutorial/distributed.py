@@ -1,0 +1,237 @@
+"""fit's epochs under a ``tf.distribute`` strategy: the original article's step on every replica.
+
+``fit(..., strategy=...)`` runs its epochs here; without a strategy it runs ``fast_training``.
+One step on a global batch of B images, split over R replicas:
+
+1. ``strategy.experimental_distribute_dataset`` hands each replica its share S_r of the
+   batch ``make_batches`` builds, with each image's reparameterization noise eps;
+2. each replica computes the per-example negative ELBO l_i of its share and the loss
+   sum_{i in S_r} l_i / B (``tf.nn.compute_average_loss``; B is the *global* batch size);
+3. Keras' optimizer sums the replicas' gradients (an all-reduce) and applies the update:
+   sum_r grad(sum_{i in S_r} l_i / B) = grad((1/B) sum_i l_i), the gradient of the batch
+   mean, as without a strategy. A per-replica mean (dividing by |S_r| = B/R) would give R
+   times that gradient.
+
+Each image's noise is drawn with its batch, fixed by (seed, epoch, batch) as its
+binarization is, so it does not depend on how the batch is split: a step on R replicas
+equals the step on one. The epoch's metrics and the held-out ELBO are sums reduced across
+replicas (``strategy.reduce``). With ``MultiWorkerMirroredStrategy`` only the chief writes
+checkpoints; every other worker saves into a temporary directory removed at once (as in
+TensorFlow's multi-worker tutorial) and resumes from the chief's directory, which must be
+on storage every worker reads.
+
+Taught in notebook 11_distributed_training.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tutorial.batching import HELD_OUT_EPOCH, batch_counter, make_batches, num_batches
+from vae_tutorial.checkpoints import RunCheckpoint
+from vae_tutorial.fast_training import EpochResult
+from vae_tutorial.losses import negative_elbo_per_example
+from vae_tutorial.step import prepare_for_training
+from vae_tutorial.validation import check_created_in_scope, check_strategy
+
+_STEPS_PER_CALL = 32  # steps per tf.function call; the progress bar moves between calls
+_SUM = tf.distribute.ReduceOp.SUM
+
+
+def batches_with_noise(model, images, *, batch_size, binarize, seed, epoch, shuffle=True):
+    """``make_batches``' batches for ``model``, each with its reparameterization noise.
+
+    Element b is ``(x, eps)``: x of shape (size, *model.event_shape) and eps ~ N(0, I) of
+    shape (size, latent_dim), drawn by ``tf.random.stateless_normal`` from (seed, epoch, b)
+    alone. Taught in notebook 11_distributed_training.
+    """
+    batches = make_batches(
+        images, batch_size=batch_size, binarize=binarize, shuffle=shuffle, seed=seed, epoch=epoch
+    )
+
+    def add_noise(number, x):
+        x = tf.reshape(x, [-1, *model.event_shape])
+        key = tf.stack([tf.constant(seed, tf.int64), batch_counter(epoch, number)])
+        return x, tf.random.stateless_normal([tf.shape(x)[0], model.latent_dim], seed=key)
+
+    options = tf.data.Options()  # the batches are made in memory: no files to shard by
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.enumerate().map(add_noise).with_options(options)
+
+
+def replica_terms(model, x, eps, beta=1.0):
+    """Per-example ``(loss, reconstruction, kl)`` of a batch, z = mu + exp(log_var / 2) * eps.
+
+    The model's forward pass with the given noise (``model(x)`` draws its own).
+    Taught in notebook 11_distributed_training.
+    """
+    mu, log_var = model.encoder(x)
+    z = mu + tf.exp(0.5 * log_var) * eps
+    return negative_elbo_per_example(
+        x, model.decoder(z), mu, log_var, beta, likelihood=model.likelihood
+    )
+
+
+def replica_step(model, optimizer, x, eps, *, beta, global_batch_size):
+    """One replica's share of a step; returns its sums of (loss, reconstruction, kl).
+
+    Its loss is sum_i l_i / global_batch_size over its own examples
+    (``tf.nn.compute_average_loss``); the optimizer sums the gradients over the replicas.
+    Taught in notebook 11_distributed_training.
+    """
+    with tf.GradientTape() as tape:
+        terms = replica_terms(model, x, eps, beta)
+        loss = tf.nn.compute_average_loss(terms[0], global_batch_size=global_batch_size)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    return tf.stack([tf.reduce_sum(t) for t in terms])
+
+
+def _steps(strategy, model, optimizer, iterator, first, steps, beta, batch_size, n):
+    """``steps`` distributed steps from global batch ``first`` on; as ``fast_training._steps``
+    returns the summed [loss, recon, kl], the steps done and the 1-based NaN/Inf step (0: none)."""
+
+    def body(done, sums, bad):
+        x, eps = iterator.get_next()
+        size = tf.minimum(tf.constant(batch_size, tf.int64), n - (first + done) * batch_size)
+        step = functools.partial(replica_step, model, optimizer, beta=beta, global_batch_size=size)
+        step_sums = strategy.reduce(_SUM, strategy.run(step, args=(x, eps)), axis=None)
+        done += 1
+        bad = tf.where(tf.math.is_finite(step_sums[0]), bad, done)  # the loop stops at NaN/Inf
+        return done, sums + step_sums, bad
+
+    zero = tf.constant(0, tf.int64)
+    done, sums, bad = tf.while_loop(
+        lambda done, sums, bad: (done < steps) & (bad == 0), body, (zero, tf.zeros([3]), zero)
+    )
+    return sums, done, bad
+
+
+def _replica_elbo_sums(model, x, eps):
+    loss = replica_terms(model, x, eps)[0]
+    return tf.stack([-tf.reduce_sum(loss), tf.cast(tf.shape(x)[0], tf.float32)])
+
+
+def _elbo_sums(strategy, model, iterator, steps):
+    """Held-out [ELBO sum, image count] over ``steps`` distributed batches."""
+
+    def body(done, sums):
+        x, eps = iterator.get_next()
+        per_replica = strategy.run(functools.partial(_replica_elbo_sums, model), args=(x, eps))
+        return done + 1, sums + strategy.reduce(_SUM, per_replica, axis=None)
+
+    return tf.while_loop(lambda done, sums: done < steps, body, (0, tf.zeros([2])))[1]
+
+
+class DistributedEpochs:
+    """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) under ``strategy``.
+
+    The same interface as ``fast_training.FastEpochs``: ``steps_per_epoch`` and
+    ``run(epoch, beta, progress)``; plus ``held_out_elbo(images, batch_size)``.
+    Taught in notebook 11_distributed_training.
+    """
+
+    def __init__(self, strategy, model, optimizer, images, *, batch_size, binarize, seed):
+        self.strategy, self.model, self.optimizer = strategy, model, optimizer
+        self.images, self.batch_size, self.binarize, self.seed = images, batch_size, binarize, seed
+        self.steps_per_epoch = num_batches(len(images), batch_size)
+        # AutoGraph off: the loops are written with tf.while_loop (as in fast_training)
+        self._train = tf.function(
+            functools.partial(_steps, strategy, model, optimizer), autograph=False
+        )
+        self._elbo = tf.function(functools.partial(_elbo_sums, strategy, model), autograph=False)
+
+    def _iterator(self, images, batch_size, **kwargs):
+        batches = batches_with_noise(
+            self.model, images, batch_size=batch_size, binarize=self.binarize, seed=self.seed,
+            **kwargs,
+        )  # fmt: skip
+        return iter(self.strategy.experimental_distribute_dataset(batches))
+
+    def run(self, epoch: int, beta: float, progress=None) -> EpochResult:
+        """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
+        iterator = self._iterator(self.images, self.batch_size, epoch=epoch - 1)
+        n = len(self.images)
+        sums, done = np.zeros(3), 0
+        while done < self.steps_per_epoch:
+            steps = min(_STEPS_PER_CALL, self.steps_per_epoch - done)
+            chunk_sums, chunk_done, bad = self._train(
+                iterator, tf.constant(done, tf.int64), tf.constant(steps, tf.int64),
+                tf.constant(beta, tf.float32), self.batch_size, n,
+            )  # fmt: skip
+            sums += chunk_sums.numpy()
+            done += int(chunk_done)
+            images = min(done * self.batch_size, n)
+            result = EpochResult(*(sums / max(images, 1)), images, done, self.steps_per_epoch)
+            if int(bad) or not np.isfinite(sums).all():
+                result.non_finite_step = done - int(chunk_done) + (int(bad) or int(chunk_done))
+                return result
+            if progress is not None:
+                progress(done, result)
+        return result
+
+    def held_out_elbo(self, images, batch_size: int) -> float:
+        """The average ELBO on ``images`` (the held-out epoch's binarization and noise)."""
+        iterator = self._iterator(images, batch_size, epoch=HELD_OUT_EPOCH, shuffle=False)
+        total, count = self._elbo(iterator, num_batches(len(images), batch_size)).numpy()
+        return float(total / count)
+
+
+def distributed_epochs(strategy, model, optimizer, images, *, learning_rate, **settings):
+    """The optimizer (default Adam, made in ``strategy.scope()``) and the epochs runner.
+
+    The model's and the optimizer's variables are created in the strategy's scope (so they
+    are mirrored on every replica); a model built, or an optimizer made, outside it is
+    refused with the fix. Taught in notebook 11_distributed_training.
+    """
+    check_strategy(strategy)
+    with strategy.scope():
+        optimizer = optimizer or keras.optimizers.Adam(learning_rate)
+        if model.built:
+            check_created_in_scope(strategy, model.trainable_variables, "the model's weights")
+        check_created_in_scope(strategy, [optimizer.iterations], "the optimizer's variables")
+        prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
+    return optimizer, DistributedEpochs(strategy, model, optimizer, images, **settings)
+
+
+def is_chief(strategy) -> bool:
+    """Whether this process writes the run's files: True except on a multi-worker cluster's
+    other workers (the chief is task "chief", or worker 0 when the cluster has none).
+
+    Taught in notebook 11_distributed_training.
+    """
+    resolver = strategy.cluster_resolver if strategy is not None else None
+    cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not cluster or resolver.task_type is None:
+        return True
+    if "chief" in cluster:
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
+
+
+class WorkerCheckpoint(RunCheckpoint):
+    """A non-chief worker's checkpoints: it resumes from the chief's ``directory``; its own
+    saves (TensorFlow wants every worker to take part) go into a temporary directory that
+    is removed at once. Taught in notebook 11_distributed_training.
+    """
+
+    def __init__(self, directory, model, optimizer):
+        super().__init__(directory, model, optimizer)
+        self.optimizer = optimizer
+
+    def save(self, history: list[dict]) -> str:
+        """Save as the chief does, into a temporary directory; return the chief's newest path."""
+        with tempfile.TemporaryDirectory(prefix="vae_worker_") as scratch:
+            RunCheckpoint(scratch, self.model, self.optimizer).save(history)
+        return self.latest
+
+
+def run_checkpoint(strategy, directory, model, optimizer) -> RunCheckpoint:
+    """The chief's ``RunCheckpoint(directory, ...)``, or a :class:`WorkerCheckpoint` elsewhere."""
+    kind = RunCheckpoint if is_chief(strategy) else WorkerCheckpoint
+    return kind(directory, model, optimizer)
