@@ -255,7 +255,7 @@ class ConvVAE(_VariationalAutoencoder):
 
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
-class ConditionalVAE(_VariationalAutoencoder):
+class ConditionalVAE(VAE):
     """A conditional VAE (Sohn et al. 2015): encoder q(z | x, y) and decoder p(x | z, y).
 
     ``ConditionalVAE(latent_dim=2, intermediate_dim=128, input_dim=784, num_classes=10)``:
@@ -281,14 +281,9 @@ class ConditionalVAE(_VariationalAutoencoder):
         likelihood="bernoulli",
         **kwargs,
     ):
-        super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
-        self.intermediate_dim = intermediate_dim
-        self.input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
+        input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
+        super().__init__(latent_dim, intermediate_dim, input_dim, seed, likelihood, **kwargs)
         self.num_classes = check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
-        self.event_shape = (self.input_dim,)
-        self.encoder = Encoder(latent_dim, intermediate_dim)
-        outputs = self.input_dim * self.likelihood.params_per_pixel
-        self.decoder = Decoder(latent_dim, intermediate_dim, outputs)
         # Built now, so that code which builds a model with an image batch alone (fit,
         # restore_run) finds it built: a conditional model is never called without labels.
         self.encoder(tf.zeros([1, self.input_dim + self.num_classes]))
@@ -352,12 +347,4 @@ class ConditionalVAE(_VariationalAutoencoder):
         return self.likelihood.log_prob(x, self.decode(z, labels))
 
     def get_config(self):
-        return {
-            "latent_dim": self.latent_dim,
-            "intermediate_dim": self.intermediate_dim,
-            "input_dim": self.input_dim,
-            "num_classes": self.num_classes,
-            "seed": self.seed,
-            "likelihood": self.likelihood.get_config(),
-            "name": self.name,
-        }
+        return {**super().get_config(), "num_classes": self.num_classes}
