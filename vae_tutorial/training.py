@@ -133,40 +133,15 @@ def fit(
         binarize=binarize,
         seed=seed,
     )
-    check_image_model(model)
-    check_binarize_for_likelihood(config.binarize, model.likelihood)
-    train_images = check_uint8_images(train_images, "train_images")
-    train_labels = check_labels_for_model(model, train_labels, len(train_images), "train_labels")
-    if test_images is not None:
-        test_images = check_uint8_images(test_images, "test_images")
-        test_labels = check_labels_for_model(model, test_labels, len(test_images), "test_labels")
-    elif test_labels is not None:
-        raise ValueError("test_labels were given without test_images; pass both or neither.")
-    if jit_compile is None:
-        jit_compile = len(model.event_shape) == 1 and strategy is None  # the MLP, one device
-    if jit_compile and strategy is not None:
-        raise ValueError("jit_compile=True compiles fit's loop without a strategy only.")
+    train_images, test_images, train_labels, test_labels = _checked_data(
+        model, config, train_images, test_images, train_labels, test_labels
+    )
     keras.utils.set_random_seed(config.seed)
-    batches = {"batch_size": config.batch_size, "binarize": config.binarize, "seed": config.seed}
-    if strategy is None:
-        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
-        prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
-        epochs_runner = FastEpochs(
-            model,
-            optimizer,
-            train_images,
-            jit_compile=bool(jit_compile),
-            labels=train_labels,
-            free_bits=config.free_bits,
-            **batches,
-        )
-    else:  # the same epochs under tf.distribute
-        check_distributable(train_labels, config.free_bits)
-        optimizer, epochs_runner = distributed_epochs(
-            strategy, model, optimizer, train_images, learning_rate=config.learning_rate, **batches
-        )
-        if not is_chief(strategy):
-            tensorboard_dir = None
+    optimizer, epochs_runner = _epochs_runner(
+        model, optimizer, train_images, train_labels, config, strategy, jit_compile
+    )
+    if strategy is not None and not is_chief(strategy):
+        tensorboard_dir = None  # on a cluster only the chief writes
     checkpoints = None
     history = []
     if checkpoint_dir is not None:
@@ -207,6 +182,47 @@ def fit(
             if on_epoch_end is not None:
                 on_epoch_end(list(history))
     return history
+
+
+def _checked_data(model, config, train_images, test_images, train_labels, test_labels):
+    """fit's data checked once: uint8 images, the labels the model needs, a suitable binarize."""
+    check_image_model(model)
+    check_binarize_for_likelihood(config.binarize, model.likelihood)
+    train_images = check_uint8_images(train_images, "train_images")
+    train_labels = check_labels_for_model(model, train_labels, len(train_images), "train_labels")
+    if test_images is not None:
+        test_images = check_uint8_images(test_images, "test_images")
+        test_labels = check_labels_for_model(model, test_labels, len(test_images), "test_labels")
+    elif test_labels is not None:
+        raise ValueError("test_labels were given without test_images; pass both or neither.")
+    return train_images, test_images, train_labels, test_labels
+
+
+def _epochs_runner(model, optimizer, train_images, train_labels, config, strategy, jit_compile):
+    """The optimizer and what runs the epochs: ``FastEpochs`` on one device, the
+    ``distributed`` module's runner under a strategy (variables made in its scope)."""
+    if jit_compile is None:
+        jit_compile = len(model.event_shape) == 1 and strategy is None  # the MLP, one device
+    batches = {"batch_size": config.batch_size, "binarize": config.binarize, "seed": config.seed}
+    if strategy is None:
+        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
+        prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
+        runner = FastEpochs(
+            model,
+            optimizer,
+            train_images,
+            jit_compile=bool(jit_compile),
+            labels=train_labels,
+            free_bits=config.free_bits,
+            **batches,
+        )
+        return optimizer, runner
+    if jit_compile:
+        raise ValueError("jit_compile=True compiles fit's loop without a strategy only.")
+    check_distributable(train_labels, config.free_bits)
+    return distributed_epochs(
+        strategy, model, optimizer, train_images, learning_rate=config.learning_rate, **batches
+    )
 
 
 def _held_out_elbo(model, images, config: TrainingConfig, labels, runner, strategy) -> float:
