@@ -369,7 +369,7 @@ def main(argv=None) -> int:
         rows.append(
             (
                 "(b) fit step FLOP/s / matmul peak (grey)",
-                f"{100 * frac:.0f}%",
+                f"{100 * frac:.1f}%",
                 f">= {100 * TARGET_PEAK_FRACTION:.0f}%",
                 frac >= TARGET_PEAK_FRACTION,
             )
@@ -378,7 +378,7 @@ def main(argv=None) -> int:
         rows.append(
             (
                 "(b') same, dynamic binarization",
-                f"{100 * frac:.0f}%",
+                f"{100 * frac:.1f}%",
                 f">= {100 * TARGET_PEAK_FRACTION_DYNAMIC:.0f}%",
                 frac >= TARGET_PEAK_FRACTION_DYNAMIC,
             )
@@ -389,7 +389,7 @@ def main(argv=None) -> int:
         rows.append(
             (
                 "(c') CLI epoch 1 speed / epoch 2 speed",
-                f"{100 * second / first:.0f}%",
+                f"{100 * second / first:.1f}%",
                 f">= {100 * TARGET_FIRST_EPOCH:.0f}%",
                 second / first >= TARGET_FIRST_EPOCH,
             )
