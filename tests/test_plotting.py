@@ -125,6 +125,7 @@ def test_manifold_decodes_the_quantile_grid(model2):
 
     class Spy:
         latent_dim = 2
+        likelihood = model2.likelihood
 
         def decode(self, z):
             decoded.append(np.asarray(z))

@@ -118,11 +118,17 @@ def batch_indices(order, batch_number, *, batch_size, size):
     return tf.gather(order, positions)
 
 
-def epoch_batch(resident, order, batch_number, *, batch_size, size, binarize, seed, epoch):
-    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition."""
+def epoch_batch(
+    resident, order, batch_number, *, batch_size, size, binarize, seed, epoch, labels=None
+):
+    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition.
+
+    With ``labels`` (all N, resident like the images) the pair ``(images, their labels)``.
+    """
     indices = batch_indices(order, batch_number, batch_size=batch_size, size=size)
     images = tf.gather(resident, indices)
-    return to_float(images, binarize, seed, batch_counter(epoch, batch_number))
+    x = to_float(images, binarize, seed, batch_counter(epoch, batch_number))
+    return join_batch(x, None if labels is None else tf.gather(labels, indices))
 
 
 def split_batch(batch):
@@ -208,33 +214,28 @@ def make_batches(
 
     n = len(images)
     if labels is not None:
-        labels = check_label_array(labels, None, "labels")
-        if len(labels) != n:
-            raise ValueError(
-                f"labels has {len(labels):,} entries for {n:,} images; pass one per image."
-            )
-        labels = tf.constant(labels.astype(np.int32))
+        labels = tf.constant(check_label_array(labels, None, "labels", n).astype(np.int32))
     resident = resident_images(images, binarize, seed)  # shares the numpy array's memory
     order = epoch_order(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
     order = tf.constant(order)
 
     def batch(number):
         size = tf.minimum(tf.constant(batch_size, tf.int64), n - number * batch_size)
-        x = epoch_batch(
-            resident,
-            order,
-            number,
-            batch_size=batch_size,
-            size=size,
-            binarize=binarize,
-            seed=seed,
-            epoch=epoch,
+        x, batch_labels = split_batch(
+            epoch_batch(
+                resident,
+                order,
+                number,
+                batch_size=batch_size,
+                size=size,
+                binarize=binarize,
+                seed=seed,
+                epoch=epoch,
+                labels=labels,
+            )
         )
         x = tf.ensure_shape(x, [batch_size if drop_remainder else None, *images.shape[1:]])
-        if labels is None:
-            return x
-        indices = batch_indices(order, number, batch_size=batch_size, size=size)
-        return x, tf.gather(labels, indices)
+        return join_batch(x, batch_labels)
 
     ds = tf.data.Dataset.range(num_batches(n, batch_size, drop_remainder))
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -323,22 +323,21 @@ def _labels(config: dict, labels):
 
 
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
-    figures = {
-        "loss_curves.png": lambda: vt.plot_history(history),
-        "reconstructions.png": lambda: vt.plot_reconstructions(model, data.test_images, n=10),
-        "samples.png": lambda: vt.plot_samples(model, n=64),
-    }
-    if model.latent_dim == 2:
+    conditional = getattr(model, "num_classes", None) is not None
+    figures = {"loss_curves.png": lambda: vt.plot_history(history)}
+    if conditional:  # one class a row; the scatter and manifold would need a label each
+        figures["samples.png"] = lambda: vt.plot_class_samples(model, class_names=data.class_names)
+    else:
+        figures["reconstructions.png"] = lambda: vt.plot_reconstructions(
+            model, data.test_images, n=10
+        )
+        figures["samples.png"] = lambda: vt.plot_samples(model, n=64)
+    if model.latent_dim == 2 and not conditional:
         n = min(len(data.test_images), SCATTER_IMAGES)
         figures["latent_scatter.png"] = lambda: vt.plot_latent_scatter(
             model, data.test_images[:n], data.test_labels[:n], class_names=data.class_names
         )
         figures["manifold.png"] = lambda: vt.plot_manifold(model, n=20)
-    if getattr(model, "num_classes", None) is not None:  # a conditional model's figures
-        figures = {
-            "loss_curves.png": figures["loss_curves.png"],
-            "samples.png": lambda: vt.plot_class_samples(model, class_names=data.class_names),
-        }
     written = []
     np.seterr(all="ignore")
     for name, make in figures.items():

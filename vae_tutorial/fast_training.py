@@ -28,11 +28,12 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.batching import (
-    batch_indices,
     epoch_batch,
     epoch_order,
+    join_batch,
     num_batches,
     resident_images,
+    split_batch,
 )
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.step import train_step_terms
@@ -63,17 +64,16 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
     ``size``, the images per batch, is a Python int under XLA (which needs static shapes) and
     a tensor otherwise (one trace then serves every batch size). uint8 / 255 is finite and in
     [0, 1]: the batch needs no pixel check. ``labels`` (a conditional model's, resident like
-    the images, checked once by fit) are gathered at the batch's indices.
+    the images, checked once by fit) come with the batch from ``epoch_batch``.
     ``free_bits``, a Python float, is fixed per run.
     """
 
     def body(done, sums, bad):
-        x = epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
-                        binarize=binarize, seed=seed, epoch=epoch)  # fmt: skip
-        x = tf.reshape(x, [size, *model.event_shape])
-        if labels is not None:
-            indices = batch_indices(order, first + done, batch_size=batch_size, size=size)
-            x = (x, tf.gather(labels, indices))
+        x, batch_labels = split_batch(
+            epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
+                        binarize=binarize, seed=seed, epoch=epoch, labels=labels)
+        )  # fmt: skip
+        x = join_batch(tf.reshape(x, [size, *model.event_shape]), batch_labels)
         terms = train_step_terms(model, optimizer, x, beta, check_batch=False,
                                  free_bits=free_bits)  # fmt: skip
         done += 1

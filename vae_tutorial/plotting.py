@@ -108,9 +108,10 @@ def _as_pictures(values) -> np.ndarray:
     return values.reshape(n, side, side)
 
 
-def _sigmoid(logits: np.ndarray) -> np.ndarray:
-    """Pixel probabilities from logits, without overflow warnings for large |logits|."""
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float32)))
+def _decoded_means(model, z, *labels) -> np.ndarray:
+    """The images decoded from codes ``z``: the likelihood's mean (pixel probabilities for a
+    Bernoulli decoder)."""
+    return np.asarray(model.likelihood.mean(model.decode(z, *labels)))
 
 
 def _tile(pictures: np.ndarray, cols: int) -> np.ndarray:
@@ -267,7 +268,7 @@ def plot_class_samples(model, n: int = 8, class_names=None, z=None, seed=None) -
 
     Down a column the code z (the "style") stays and the class changes; along a row the
     class stays and z changes. ``z``: the codes (n, latent_dim), e.g. encoded images; by
-    default ``n`` draws from N(0, I) fixed by ``seed``. Pixel probabilities are shown.
+    default ``n`` draws from N(0, I) fixed by ``seed``. The likelihood's means are shown.
     Taught in notebook 10_conditional_vae.
     """
     num_classes = getattr(model, "num_classes", None)
@@ -283,7 +284,7 @@ def plot_class_samples(model, n: int = 8, class_names=None, z=None, seed=None) -
     n = len(z)
     codes = np.tile(z, (num_classes, 1))
     labels = np.repeat(np.arange(num_classes), n)
-    pictures = _as_pictures(_sigmoid(np.asarray(model.decode(codes, labels))))
+    pictures = _as_pictures(_decoded_means(model, codes, labels))
     fig = _new_figure(figsize=(0.7 * n + 1.6, 0.7 * num_classes + 0.5))
     ax = fig.subplots()
     _show(ax, _tile(pictures, n))
@@ -354,8 +355,7 @@ def plot_manifold(model, n: int = 20) -> Figure:
             "(which projects with PCA) or plot_samples."
         )
     grid = manifold_grid(n)
-    logits = np.asarray(model.decode(grid.reshape(-1, 2).astype(np.float32)))
-    pictures = _as_pictures(_sigmoid(logits))
+    pictures = _as_pictures(_decoded_means(model, grid.reshape(-1, 2).astype(np.float32)))
     side = pictures.shape[1]
     fig = _new_figure(figsize=(8, 8))
     ax = fig.subplots()
@@ -384,8 +384,7 @@ def plot_interpolation(model, image_a, image_b, steps: int = 10) -> Figure:
     mu = np.asarray(model.encode(_model_batch(model, pair))[0], dtype=np.float32)
     t = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
     z = (1.0 - t) * mu[0] + t * mu[1]
-    logits = np.asarray(model.decode(z))
-    pictures = _as_pictures(_sigmoid(logits))
+    pictures = _as_pictures(_decoded_means(model, z))
     fig = _new_figure(figsize=(1.2 * steps, 1.8))
     axes = fig.subplots(1, steps, squeeze=False)[0]
     for ax, picture, ti in zip(axes, pictures, t[:, 0], strict=True):

@@ -151,9 +151,11 @@ def check_labels(labels, num_classes: int, n: int | None = None, name: str = "la
     return tf.cast(labels, tf.int32)
 
 
-def check_label_array(labels, num_classes: int | None, name: str = "labels") -> np.ndarray:
+def check_label_array(
+    labels, num_classes: int | None, name: str = "labels", n_images: int | None = None
+) -> np.ndarray:
     """Require a 1-d integer array with every value in ``0 .. num_classes - 1`` (>= 0 when
-    ``num_classes`` is None)."""
+    ``num_classes`` is None) and, given ``n_images``, one label per image."""
     array = np.asarray(labels)
     if array.ndim != 1 or not np.issubdtype(array.dtype, np.integer):
         raise ValueError(
@@ -167,6 +169,11 @@ def check_label_array(labels, num_classes: int | None, name: str = "labels") -> 
             f"{name} range over {array.min()}..{array.max()}, but the model has "
             f"{num_classes} classes (0..{num_classes - 1}); build it with num_classes="
             f"{int(array.max()) + 1} or fix the labels."
+        )
+    if n_images is not None and len(array) != n_images:
+        raise ValueError(
+            f"{name} has {len(array):,} labels for {n_images:,} images; pass one label per "
+            "image (e.g. data.train_labels with data.train_images)."
         )
     return array
 
@@ -186,13 +193,7 @@ def check_labels_for_model(model, labels, n_images: int, name: str):
             f"{type(model).__name__} is conditioned on the class: pass {name}= (e.g. "
             "data.train_labels and data.test_labels from vae_tutorial.load_dataset)."
         )
-    array = check_label_array(labels, num_classes, name)
-    if len(array) != n_images:
-        raise ValueError(
-            f"{name} has {len(array):,} labels for {n_images:,} images; pass one label per "
-            "image (e.g. data.train_labels with data.train_images)."
-        )
-    return array
+    return check_label_array(labels, num_classes, name, n_images)
 
 
 def check_image_model(model) -> None:
