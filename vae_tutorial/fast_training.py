@@ -69,10 +69,11 @@ def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_s
     """
 
     def body(done, sums, bad):
-        x, batch_labels = split_batch(
-            epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
-                        binarize=binarize, seed=seed, epoch=epoch, labels=labels)
-        )  # fmt: skip
+        with tf.name_scope("batch"):  # named, for profiles and TensorBoard's graph
+            x, batch_labels = split_batch(
+                epoch_batch(resident, order, first + done, batch_size=batch_size, size=size,
+                            binarize=binarize, seed=seed, epoch=epoch, labels=labels)
+            )  # fmt: skip
         x = join_batch(tf.reshape(x, [size, *model.event_shape]), batch_labels)
         terms = train_step_terms(model, optimizer, x, beta, check_batch=False,
                                  free_bits=free_bits)  # fmt: skip

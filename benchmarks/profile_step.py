@@ -1,0 +1,141 @@
+"""Where fit's training step spends its time: a profile of the XLA loop, part by part.
+
+    python benchmarks/profile_step.py [--config a|b|cli] [--binarize MODE] [--data-dir DIR]
+
+Trains one warm-up epoch with ``vt.fit`` (XLA compiles there), then one profiled epoch under
+TensorFlow's profiler with XLA:CPU's per-instruction trace events on. Every executed XLA
+instruction (a matmul, a fusion of element-wise ops, a copy) is attributed to the TensorFlow
+op at its root, read from the optimized HLO's metadata, and the ops are grouped into the
+parts of a step. The figures are thread time per step summed over TensorFlow's worker
+threads: with two cores busy at once, the parts add up to more than the wall time.
+
+Configurations, as in bench_training.py: (a) 784-128-2, batch 32; (b) 784-512-512-20,
+batch 1024; cli: the CLI's default 784-512-2, batch 128. Fashion-MNIST is read from
+--data-dir (default: ../shared/data beside the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+
+DUMP = tempfile.mkdtemp(prefix="vae-profile-")
+# Set before TensorFlow starts XLA: dump the optimized HLO, trace every XLA:CPU instruction.
+os.environ["XLA_FLAGS"] = (
+    f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={DUMP} --xla_dump_hlo_as_text "
+    "--xla_cpu_enable_xprof_traceme=true"
+)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("VAE_TUTORIAL_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = {  # hidden widths, latent size, batch size, images in the profiled epoch
+    "a": ([128], 2, 32, 12_000),
+    "b": ([512, 512], 20, 1024, 60_000),
+    "cli": ([512], 2, 128, 60_000),
+}
+# Parts of a step, by the TensorFlow op name at the root of each XLA instruction (first match).
+PARTS = [
+    ("Adam's update", re.compile(r"(^|/)adam/")),
+    ("the noise eps (keras.random.normal)", re.compile(r"stateless_random|StatelessRandom")),
+    ("backward pass (gradients)", re.compile(r"^gradient_tape/")),
+    ("forward pass (encoder, decoder)", re.compile(r"^while/vae")),
+    ("batch: gather and binarize", re.compile(r"^while/batch/")),
+]
+REST = "loss and loop bookkeeping"
+INSTRUCTION = re.compile(r'^\s+(?:ROOT )?%(\S+) = .*?\bop_name="([^"]*)"')
+
+
+def instruction_ops(dump: str) -> dict[str, str]:
+    """HLO instruction name -> TensorFlow op name, from the training loop's optimized HLO."""
+    files = [f for f in Path(dump).glob("*cpu_after_optimizations.txt") if "while" in f.read_text()]
+    if not files:
+        raise SystemExit(f"error: no optimized HLO of fit's loop was dumped into {dump}")
+    newest = max(files, key=lambda f: f.stat().st_size)
+    ops = {}
+    for line in newest.read_text().splitlines():
+        match = INSTRUCTION.match(line)
+        if match:
+            ops[match.group(1)] = match.group(2)
+    return ops
+
+
+def thread_times(trace_dir: str) -> tuple[collections.Counter, float]:
+    """Per trace-event name, picoseconds summed over the worker threads; and their total
+    time executing XLA thunks (``ThunkExecutor::Execute``)."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    (path,) = Path(trace_dir).rglob("*.xplane.pb")
+    space.ParseFromString(path.read_bytes())
+    times: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        for line in plane.lines:
+            if "Eigen" not in line.name:  # TensorFlow's intra-op worker threads
+                continue
+            for event in line.events:
+                times[plane.event_metadata[event.metadata_id].name] += event.duration_ps
+    return times, times.pop("ThunkExecutor::Execute", 0)
+
+
+def part_of(op_name: str | None) -> str:
+    if op_name is None:
+        return "copies and reductions XLA added"
+    return next((name for name, pattern in PARTS if pattern.search(op_name)), REST)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), default="a")
+    parser.add_argument("--binarize", default=None, help="default: none for a and b, else dynamic")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+
+    import keras
+    import tensorflow as tf
+
+    import vae_tutorial as vt
+
+    hidden, latent, batch_size, n = CONFIGS[args.config]
+    binarize = args.binarize or ("dynamic" if args.config == "cli" else "none")
+    images = vt.load_dataset("fashion_mnist", args.data_dir).train_images[:n]
+    model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
+    optimizer = keras.optimizers.Adam(1e-3)
+    settings = dict(epochs=1, batch_size=batch_size, optimizer=optimizer, binarize=binarize)
+    vt.fit(model, images, progress=False, **settings)  # warm-up: tracing and compilation
+    with tempfile.TemporaryDirectory() as trace_dir:
+        tf.profiler.experimental.start(trace_dir)
+        (record,) = vt.fit(model, images, progress=False, **settings)
+        tf.profiler.experimental.stop()
+        times, thunks = thread_times(trace_dir)
+
+    steps = len(images) // batch_size  # the full batches: the XLA loop's steps
+    ops = instruction_ops(DUMP)
+    parts: collections.Counter = collections.Counter()
+    for name, picoseconds in times.items():
+        if name in ops or re.match(r"(copy|wrapped_|[a-z-]+_fusion)", name):
+            parts[part_of(ops.get(name))] += picoseconds
+    parts["between instructions (scheduling, waits)"] = thunks - sum(parts.values())
+
+    layers = "-".join(map(str, [784, *hidden, latent]))
+    print(
+        f"fit's XLA step, {layers}, batch {batch_size}, binarize={binarize}: "
+        f"{1e6 * record['seconds'] / steps:,.0f} us per step wall time "
+        f"({record['images_per_second']:,.0f} images/s, {steps} steps, profiler on)"
+    )
+    print(f"thread time per step, summed over TensorFlow's worker threads ({os.cpu_count()} CPUs):")
+    total = sum(parts.values())
+    for name, picoseconds in parts.most_common():
+        share = 100 * picoseconds / total
+        print(f"  {name:<44} {picoseconds / 1e6 / steps:>9,.0f} us  {share:5.1f}%")
+    print(f"  {'all XLA work':<44} {total / 1e6 / steps:>9,.0f} us")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""noise.standard_normal draws keras.random.normal's numbers, eagerly, in a graph and in XLA."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vae_tutorial.noise import standard_normal
+
+
+def draws(normal, seed, shape, dtype, times=3):
+    return [normal(shape, dtype, seed).numpy() for _ in range(times)]
+
+
+def keras_normal(shape, dtype, seed):
+    return keras.random.normal(shape, dtype=dtype, seed=seed)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (1024, 20), (7,)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_seed_generator_gives_keras_numbers_and_advances_as_keras_does(shape, dtype):
+    ours, theirs = keras.random.SeedGenerator(11), keras.random.SeedGenerator(11)
+    got = draws(standard_normal, ours, shape, dtype)
+    want = draws(keras_normal, theirs, shape, dtype)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(got[0], got[1])  # a fresh draw each call
+    np.testing.assert_array_equal(ours.state.numpy(), theirs.state.numpy())
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_inside_a_compiled_loop_the_numbers_are_keras_numbers(jit_compile):
+    ours, theirs = keras.random.SeedGenerator(3), keras.random.SeedGenerator(3)
+
+    @tf.function(jit_compile=jit_compile, autograph=False)
+    def loop(normal, seed):
+        def body(i, total):
+            return i + 1, total + normal((256, 16), "float32", seed) * tf.cast(i + 1, tf.float32)
+
+        return tf.while_loop(lambda i, _: i < 4, body, (0, tf.zeros((256, 16))))[1]
+
+    np.testing.assert_array_equal(loop(standard_normal, ours), loop(keras_normal, theirs))
+    np.testing.assert_array_equal(ours.state.numpy(), theirs.state.numpy())
+
+
+def test_an_int_seed_gives_keras_numbers_every_call():
+    first, second = (standard_normal((4, 2), "float32", 5).numpy() for _ in range(2))
+    np.testing.assert_array_equal(first, keras_normal((4, 2), "float32", 5))
+    np.testing.assert_array_equal(first, second)
