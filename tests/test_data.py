@@ -18,6 +18,7 @@ import pytest
 import tensorflow as tf
 
 from vae_tutorial import data
+from vae_tutorial.batching import gather_images
 from vae_tutorial.data import (
     DataError,
     ImageData,
@@ -670,3 +671,17 @@ def test_bad_inputs_have_clear_messages():
         make_batches(images, batch_size=12.5)
     with pytest.raises(TypeError, match="pass data.train_images"):
         make_batches(ImageData("mnist", "x", images, images[:, 0, 0], images, images[:, 0, 0]))
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28), (28, 28, 1), (3, 3)])
+@pytest.mark.parametrize("jit_compile", [None, False, True])
+def test_gather_images_copies_the_chosen_images_byte_for_byte(image_shape, jit_compile):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(50, *image_shape), dtype=np.uint8)
+    indices = tf.constant(rng.integers(0, 50, size=17), tf.int64)
+    gather = gather_images
+    if jit_compile is not None:  # in a graph, and compiled by XLA
+        gather = tf.function(gather_images, jit_compile=jit_compile)
+    got = gather(tf.constant(images), indices).numpy()
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, images[indices.numpy()])
