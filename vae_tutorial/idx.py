@@ -1,7 +1,7 @@
 """IDX files (the format MNIST and Fashion-MNIST are distributed in) and uint8 memory.
 
 Images are read into 64-byte aligned uint8 arrays, which TensorFlow can share without a
-copy (:func:`as_uint8_tensor`). Taught in notebook 05_training_on_mnist.
+copy (:func:`as_tensor`). Taught in notebook 05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     return out
 
 
-def as_uint8_tensor(images: np.ndarray) -> tf.Tensor:
-    """A uint8 tensor of ``images``, without a copy when possible (DLPack, 64-byte aligned)."""
+def as_tensor(images: np.ndarray) -> tf.Tensor:
+    """A tensor of ``images``, without a copy when possible (DLPack, 64-byte aligned)."""
     if images.flags.c_contiguous and images.ctypes.data % ALIGN == 0:
         try:
             return tf.experimental.dlpack.from_dlpack(images.__dlpack__())
