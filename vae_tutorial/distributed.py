@@ -167,9 +167,10 @@ class DistributedEpochs:
             sums += chunk_sums.numpy()
             done += int(chunk_done)
             images = min(done * self.batch_size, n)
-            result = EpochResult(*(sums / max(images, 1)), images, done, self.steps_per_epoch)
-            if int(bad) or not np.isfinite(sums).all():
-                result.non_finite_step = done - int(chunk_done) + (int(bad) or int(chunk_done))
+            result = EpochResult.so_far(
+                sums, images, done, self.steps_per_epoch, int(chunk_done), int(bad)
+            )
+            if result.non_finite_step is not None:
                 return result
             if progress is not None:
                 progress(done, result)

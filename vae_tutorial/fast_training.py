@@ -55,6 +55,16 @@ class EpochResult:
     steps_per_epoch: int
     non_finite_step: int | None = None
 
+    @classmethod
+    def so_far(cls, sums, images, steps, steps_per_epoch, call_steps, bad) -> EpochResult:
+        """The epoch after a call of ``call_steps`` steps: the means of the on-device ``sums``
+        over ``images``, and the step that stopped it if the call met a NaN/Inf loss (``bad``,
+        its 1-based step within the call, or sums that are not finite)."""
+        result = cls(*(sums / max(images, 1)), images, steps, steps_per_epoch)
+        if bad or not np.isfinite(sums).all():
+            result.non_finite_step = steps - call_steps + (bad or call_steps)
+        return result
+
 
 def _steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
            binarize, seed, labels=None, free_bits=0.0):  # fmt: skip
@@ -129,10 +139,10 @@ class FastEpochs:
             sums += chunk_sums.numpy()
             images = done * self.batch_size + int(chunk_done) * size
             done += int(chunk_done)
-            n = max(images, 1)
-            result = EpochResult(*(sums / n), images, done, self.steps_per_epoch)
-            if int(bad) or not np.isfinite(sums).all():
-                result.non_finite_step = done - int(chunk_done) + (int(bad) or int(chunk_done))
+            result = EpochResult.so_far(
+                sums, images, done, self.steps_per_epoch, int(chunk_done), int(bad)
+            )
+            if result.non_finite_step is not None:
                 return result
             if size == self.batch_size:
                 rate = steps / max(time.perf_counter() - started, 1e-3)
