@@ -7,6 +7,7 @@ pass in any order. Bad cases run in-process through ``cli.main``.
 """
 
 import json
+import math
 import os
 import re
 import shutil
@@ -178,9 +179,21 @@ def test_evaluate_adds_iwae(run_dir):
     assert iwae["k"] == 20 and iwae["images"] == 50
     # L_20 >= L_1 on average (loose: both are estimates on 50 images).
     assert iwae["elbo"] - 2.0 < iwae["log_likelihood"] < 0
+    # binarized pixels: a proper likelihood, also in bits per pixel (784 of them, log base 2)
+    assert iwae["bits_per_dim"] == pytest.approx(-iwae["log_likelihood"] / (784 * math.log(2)))
     assert "IWAE" in result.stdout
+    assert f"<= {iwae['bits_per_dim']:.3f} bits per pixel" in result.stdout
     assert len(metrics["epochs"]) == epochs_before  # evaluating trains nothing
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints_before
+
+
+def test_evaluate_gives_no_bits_for_a_bernoulli_on_grey_levels(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    out = tmp_path / "grey"
+    assert cli.main([*TRAIN, "--binarize", "none", "--no-figures", "--out", str(out)]) == 0
+    assert cli.main(["evaluate", "--out", str(out), "--k", "2", "--max-images", "20"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["iwae"]["bits_per_dim"] is None
+    assert "bits per pixel" not in capsys.readouterr().out  # not a likelihood of grey levels
 
 
 def test_changed_model_shape_asks_for_a_new_out(trained_run, capsys, monkeypatch):

@@ -547,9 +547,11 @@ def cmd_evaluate(args) -> int:
     log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
     seconds = time.perf_counter() - started
     target = "log p(x)" if test_labels is None else "log p(x | y)"  # a conditional run's bound
+    bits = _bits_per_pixel(model, config["binarize"], log_likelihood)
     result = {
         "k": args.k,
         "log_likelihood": log_likelihood,
+        "bits_per_dim": bits,
         "elbo": elbo,
         "images": len(test),
         "epoch": len(history),
@@ -559,12 +561,22 @@ def cmd_evaluate(args) -> int:
     metrics = _read_json(out / "metrics.json") or _metrics(data, config, history, None)
     metrics["iwae"] = result
     _write_json(out / "metrics.json", metrics)
+    in_bits = "" if bits is None else f" (<= {bits:.3f} bits per pixel)"
     print(
-        f"IWAE estimate of {target}, k = {args.k}: {log_likelihood:.2f} nats per image; "
-        f"single-sample ELBO {elbo:.2f} ({len(test):,} images, {seconds:.0f} s). "
+        f"IWAE estimate of {target}, k = {args.k}: {log_likelihood:.2f} nats per image"
+        f"{in_bits}; single-sample ELBO {elbo:.2f} ({len(test):,} images, {seconds:.0f} s). "
         f"Added to {out / 'metrics.json'}."
     )
     return 0
+
+
+def _bits_per_pixel(model, binarize, log_likelihood):
+    """The bound in bits per pixel (notebook 08_likelihoods_for_grey_pixels), or None for a
+    Bernoulli on grey levels, which is no likelihood of the data."""
+    if model.likelihood.name == "bernoulli" and binarize == "none":
+        return None
+    pixels = int(np.prod(model.event_shape))
+    return vt.bits_per_dim(log_likelihood, dims=pixels, dequantized=binarize == "dequantize")
 
 
 def main(argv=None) -> int:
