@@ -328,3 +328,19 @@ def test_cli_trains_and_evaluates_with_a_likelihood(tmp_path, capsys, monkeypatc
     assert cli.main(["train", *tiny, "--likelihood", "continuous_bernoulli",
                      "--binarize", "dequantize"]) == 1  # fmt: skip
     assert "likelihood 'gaussian' -> 'continuous_bernoulli'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, scored",
+    [
+        ("bernoulli", {"dynamic", "static"}),  # 0/1 pixels only: on grey values, a cross-entropy
+        ("continuous_bernoulli", {"dequantize"}),
+        ("gaussian", {"dequantize"}),
+        ("gaussian_learned_variance", {"dequantize"}),
+        ("discretized_logistic", {"none"}),
+    ],
+)
+def test_each_likelihood_names_the_data_it_is_a_likelihood_of(name, scored):
+    likelihood = get_likelihood(name)
+    assert set(likelihood.scores_data) == scored
+    assert scored <= set(likelihood.binarize_modes)  # it trains on that data too

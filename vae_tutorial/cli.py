@@ -571,9 +571,9 @@ def cmd_evaluate(args) -> int:
 
 
 def _bits_per_pixel(model, binarize, log_likelihood):
-    """The bound in bits per pixel (notebook 08_likelihoods_for_grey_pixels), or None for a
-    Bernoulli on grey levels, which is no likelihood of the data."""
-    if model.likelihood.name == "bernoulli" and binarize == "none":
+    """The bound in bits per pixel (notebook 08_likelihoods_for_grey_pixels), or None where
+    the likelihood is no likelihood of the data (a Bernoulli on grey values)."""
+    if binarize not in model.likelihood.scores_data:
         return None
     pixels = int(np.prod(model.event_shape))
     return vt.bits_per_dim(log_likelihood, dims=pixels, dequantized=binarize == "dequantize")

@@ -138,6 +138,12 @@ class Likelihood:
         "uniform noise (dequantization); on exact levels a density can grow without bound"
     )
 
+    @property
+    def scores_data(self) -> tuple[str, ...]:
+        """The binarize modes on whose data log_prob is a true log-likelihood (in bits per
+        pixel comparable across models): all the modes it trains on, but for the Bernoulli."""
+        return self.binarize_modes
+
     def split(self, output):
         """The decoder output cut into ``params_per_pixel`` tensors, each of x's shape."""
         output = tf.convert_to_tensor(output)
@@ -170,6 +176,7 @@ class Bernoulli(Likelihood):
 
     name = "bernoulli"
     binarize_modes = ("dynamic", "static", "none", "dequantize")
+    scores_data = ("dynamic", "static")  # on grey values it is a cross-entropy, no likelihood
 
     def log_prob(self, x, output):
         return bernoulli_log_likelihood(x, output)
