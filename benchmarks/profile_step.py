@@ -1,10 +1,13 @@
 """Where fit's training step spends its time: a profile of the XLA loop, part by part.
 
-    python benchmarks/profile_step.py [--config a|b|cli] [--binarize MODE] [--data-dir DIR]
+    python benchmarks/profile_step.py [--config a|b|cli] [--binarize MODE] [--optimizer adam|sgd]
+                                      [--data-dir DIR]
 
 Trains two epochs with ``vt.fit`` (XLA compiles in the first; their times are printed), then
 one profiled epoch under TensorFlow's profiler with XLA:CPU's per-instruction trace events
-on. Every executed XLA instruction (a matmul, a fusion of element-wise ops, a copy) is
+on. It also counts, per part, the fusions XLA generates machine code for (what its compilation
+spends most of its time on); ``--optimizer sgd`` shows what Adam's update adds to them and to
+the first epoch. Every executed XLA instruction (a matmul, a fusion of element-wise ops, a copy) is
 attributed to the TensorFlow op at its root, read from the optimized HLO's metadata, and the
 ops are grouped into the parts of a step. The figures are thread time per step summed over
 TensorFlow's worker threads: with two cores busy at once, the parts add up to more than the
@@ -45,7 +48,7 @@ CONFIGS = {  # hidden widths, latent size, batch size, images in the profiled ep
 }
 # Parts of a step, by the TensorFlow op name at the root of each XLA instruction (first match).
 PARTS = [
-    ("Adam's update", re.compile(r"(^|/)adam/")),
+    ("the optimizer's update", re.compile(r"(^|/)(adam|sgd)/")),
     ("the noise eps (keras.random.normal)", re.compile(r"stateless_random|StatelessRandom")),
     ("backward pass (gradients)", re.compile(r"^gradient_tape/")),
     ("forward pass (encoder, decoder)", re.compile(r"^while/vae")),
@@ -53,20 +56,25 @@ PARTS = [
 ]
 REST = "loss and loop bookkeeping"
 INSTRUCTION = re.compile(r'^\s+(?:ROOT )?%(\S+) = .*?\bop_name="([^"]*)"')
+FUSION = re.compile(r'^\s+(?:ROOT )?%\S+ = \S+ fusion\(.*?\bop_name="([^"]*)"')
 
 
-def instruction_ops(dump: str) -> dict[str, str]:
-    """HLO instruction name -> TensorFlow op name, from the training loop's optimized HLO."""
+def loop_hlo(dump: str) -> list[str]:
+    """The lines of the training loop's optimized HLO."""
     files = [f for f in Path(dump).glob("*cpu_after_optimizations.txt") if "while" in f.read_text()]
     if not files:
         raise SystemExit(f"error: no optimized HLO of fit's loop was dumped into {dump}")
-    newest = max(files, key=lambda f: f.stat().st_size)
-    ops = {}
-    for line in newest.read_text().splitlines():
-        match = INSTRUCTION.match(line)
-        if match:
-            ops[match.group(1)] = match.group(2)
-    return ops
+    return max(files, key=lambda f: f.stat().st_size).read_text().splitlines()
+
+
+def instruction_ops(hlo: list[str]) -> dict[str, str]:
+    """HLO instruction name -> TensorFlow op name."""
+    return {m.group(1): m.group(2) for m in map(INSTRUCTION.match, hlo) if m}
+
+
+def fusions_by_part(hlo: list[str]) -> collections.Counter:
+    """How many fusions (each a kernel XLA generates code for) each part of a step has."""
+    return collections.Counter(part_of(m.group(1)) for m in map(FUSION.match, hlo) if m)
 
 
 def event_times(trace_dir: str) -> collections.Counter:
@@ -108,6 +116,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), default="a")
     parser.add_argument("--binarize", default=None, help="default: none for a and b, else dynamic")
+    parser.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
     args = parser.parse_args(argv)
 
@@ -119,7 +128,7 @@ def main(argv=None) -> int:
     binarize = args.binarize or ("dynamic" if args.config == "cli" else "none")
     images = vt.load_dataset("fashion_mnist", args.data_dir).train_images[:n]
     model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[args.optimizer](1e-3)
     settings = dict(epochs=1, batch_size=batch_size, optimizer=optimizer, binarize=binarize)
 
     def fit_one_epoch():
@@ -132,7 +141,8 @@ def main(argv=None) -> int:
     thunks = times.pop("ThunkExecutor::Execute", 0)  # their whole time running XLA's code
 
     steps = len(images) // batch_size  # the full batches: the XLA loop's steps
-    ops = instruction_ops(DUMP)
+    hlo = loop_hlo(DUMP)
+    ops = instruction_ops(hlo)
     parts: collections.Counter = collections.Counter()
     for name, picoseconds in times.items():
         if name in ops or re.match(r"(copy|wrapped_|[a-z-]+_fusion)", name):
@@ -141,7 +151,7 @@ def main(argv=None) -> int:
 
     layers = "-".join(map(str, [784, *hidden, latent]))
     print(
-        f"fit's XLA step, {layers}, batch {batch_size}, binarize={binarize}: "
+        f"fit's XLA step, {layers}, batch {batch_size}, binarize={binarize}, {args.optimizer}: "
         f"{1e6 * record['seconds'] / steps:,.0f} us per step wall time "
         f"({record['images_per_second']:,.0f} images/s, {steps} steps, profiler on)"
     )
@@ -151,6 +161,10 @@ def main(argv=None) -> int:
         share = 100 * picoseconds / total
         print(f"  {name:<44} {picoseconds / 1e6 / steps:>9,.0f} us  {share:5.1f}%")
     print(f"  {'all XLA work':<44} {total / 1e6 / steps:>9,.0f} us")
+    fusions = fusions_by_part(hlo)
+    print(f"fusions XLA compiled for the loop: {sum(fusions.values())}, of which")
+    for name, count in fusions.most_common():
+        print(f"  {name:<44} {count:>4}")
     print(
         f"first epoch {first['seconds']:.2f} s, second {second['seconds']:.2f} s (profiler off): "
         f"the first pays {first['seconds'] - second['seconds']:.2f} s for tracing the loop, "
