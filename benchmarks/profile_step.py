@@ -56,15 +56,16 @@ PARTS = [
 ]
 REST = "loss and loop bookkeeping"
 INSTRUCTION = re.compile(r'^\s+(?:ROOT )?%(\S+) = .*?\bop_name="([^"]*)"')
-FUSION = re.compile(r'^\s+(?:ROOT )?%\S+ = \S+ fusion\(.*?\bop_name="([^"]*)"')
+FUSION = re.compile(r'^\s+(?:ROOT )?%\S+ = .*? fusion\((?:.*?\bop_name="([^"]*)")?')
 
 
 def loop_hlo(dump: str) -> list[str]:
     """The lines of the training loop's optimized HLO."""
-    files = [f for f in Path(dump).glob("*cpu_after_optimizations.txt") if "while" in f.read_text()]
-    if not files:
+    texts = [f.read_text() for f in Path(dump).glob("*cpu_after_optimizations.txt")]
+    loops = [text for text in texts if "while" in text]
+    if not loops:
         raise SystemExit(f"error: no optimized HLO of fit's loop was dumped into {dump}")
-    return max(files, key=lambda f: f.stat().st_size).read_text().splitlines()
+    return max(loops, key=len).splitlines()
 
 
 def instruction_ops(hlo: list[str]) -> dict[str, str]:
