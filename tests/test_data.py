@@ -18,7 +18,6 @@ import pytest
 import tensorflow as tf
 
 from vae_tutorial import data
-from vae_tutorial.batching import gather_images, resident_images
 from vae_tutorial.data import (
     DataError,
     ImageData,
@@ -28,7 +27,6 @@ from vae_tutorial.data import (
     num_batches,
     read_idx,
 )
-from vae_tutorial.idx import aligned
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "vae_tutorial" / "sample_data"
@@ -672,29 +670,3 @@ def test_bad_inputs_have_clear_messages():
         make_batches(images, batch_size=12.5)
     with pytest.raises(TypeError, match="pass data.train_images"):
         make_batches(ImageData("mnist", "x", images, images[:, 0, 0], images, images[:, 0, 0]))
-
-
-@pytest.mark.parametrize("image_shape", [(28, 28), (28, 28, 1), (3, 3)])
-@pytest.mark.parametrize("jit_compile", [None, False, True])
-def test_resident_images_gather_the_chosen_images_byte_for_byte(image_shape, jit_compile):
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(50, *image_shape), dtype=np.uint8)
-    resident = resident_images(images, "none", seed=0)
-    assert resident.dtype == (tf.int32 if image_shape[-1] % 4 == 0 else tf.uint8)
-    indices = tf.constant(rng.integers(0, 50, size=17), tf.int64)
-    gather = gather_images
-    if jit_compile is not None:  # in a graph, and compiled by XLA
-        gather = tf.function(gather_images, jit_compile=jit_compile)
-    got = gather(resident, indices).numpy()
-    assert got.dtype == np.uint8
-    np.testing.assert_array_equal(got, images[indices.numpy()])
-
-
-def test_resident_images_share_the_arrays_memory_and_take_any_array():
-    images = aligned(np.arange(4 * 28 * 28, dtype=np.int64).astype(np.uint8).reshape(4, 28, 28))
-    resident = resident_images(images, "none", seed=0)
-    images[2, 5, 9] = 7  # seen through the tensor: no copy was made
-    np.testing.assert_array_equal(gather_images(resident, tf.constant([2])).numpy()[0], images[2])
-    every_other = images[::2]  # not contiguous: kept as uint8 (a copy)
-    got = gather_images(resident_images(every_other, "none", seed=0), tf.constant([1, 0]))
-    np.testing.assert_array_equal(got.numpy(), every_other[[1, 0]])

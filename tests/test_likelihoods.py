@@ -302,8 +302,10 @@ def test_fit_refuses_data_the_likelihood_does_not_model_and_trains_on_what_it_do
 def test_unknown_likelihood_and_options_are_clear_errors():
     with pytest.raises(ValueError, match=r"'bernoulli', 'continuous_bernoulli'"):
         vt.VAE(likelihood="poisson")
-    with pytest.raises(TypeError, match="takes no options"):
+    with pytest.raises(TypeError, match="'bernoulli' takes no option sigma"):
         get_likelihood({"name": "bernoulli", "sigma": 1.0})
+    with pytest.raises(TypeError, match="sigma must be a number"):  # a wrong type, named as such
+        get_likelihood({"name": "gaussian", "sigma": "0.1"})
     with pytest.raises(ValueError, match="sigma"):
         get_likelihood({"name": "gaussian", "sigma": 0.0})
     assert float(positive_scale(tf.constant(-50.0), 1e-3)) == pytest.approx(1e-3)

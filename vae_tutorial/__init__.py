@@ -9,7 +9,7 @@ from vae_tutorial.startup import check_versions, import_tensorflow_quietly
 _tf = import_tensorflow_quietly()
 check_versions(_tf.__version__, _tf.keras.__version__)
 
-from vae_tutorial.config import quick_mode  # noqa: E402
+from vae_tutorial.environment import quick_mode  # noqa: E402
 from vae_tutorial.resources import peak_memory_mb, run_summary  # noqa: E402
 
 # -- losses, models, training step, evaluation --

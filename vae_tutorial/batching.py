@@ -1,10 +1,10 @@
 """Binarization and batches: how uint8 images become the float32 batches a step trains on.
 
-One definition, shared by :func:`make_batches` (a ``tf.data`` pipeline) and by fit's fast
-loop (``fast_training``): batch ``b`` of epoch ``e`` is :func:`epoch_batch`, the images at
-positions ``b * B ... b * B + size - 1`` of :func:`epoch_order`, converted by :func:`to_float`
-with the random counter :func:`batch_counter` ``(e, b)``. Images stay uint8 until then, so
-no float copy of a dataset is ever made.
+Batch ``b`` of epoch ``e`` holds the images at positions ``b * B ... b * B + size - 1`` of
+:func:`epoch_order`, converted by :func:`to_float` with the random counter
+:func:`batch_counter` ``(e, b)``. :func:`make_batches` builds exactly that as a ``tf.data``
+pipeline; fit's fast runner (``vae_tutorial.fast``) builds the same batches inside its XLA
+loop. Images stay uint8 until then, so no float copy of a dataset is ever made.
 
 Taught in notebook 05_training_on_mnist.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from vae_tutorial.idx import aligned, as_tensor
+from vae_tutorial.idx import aligned_empty, as_tensor
 from vae_tutorial.validation import (
     check_choice,
     check_int,
@@ -44,25 +44,11 @@ def static_draw(images: np.ndarray, seed: int) -> np.ndarray:
     Made in chunks with numpy, so the only full-size copy is this uint8 one.
     """
     rng = np.random.default_rng([seed, _STATIC_STREAM])
-    draw = np.empty(images.shape, np.uint8)
+    draw = aligned_empty(images.shape)  # so that a tensor of it needs no copy
     for start in range(0, len(images), _STATIC_CHUNK):
         chunk = images[start : start + _STATIC_CHUNK]
         draw[start : start + len(chunk)] = rng.random(chunk.shape, np.float32) * 255 < chunk
     return draw
-
-
-def resident_images(images: np.ndarray, binarize: str, seed: int) -> tf.Tensor:
-    """The tensor batches are gathered from: the uint8 images (for "static": the fixed 0/1
-    draw), seen four pixels to an int32 word when their rows allow, sharing their memory.
-
-    Why words: XLA on CPU gathers element by element, so a quarter of the elements is a
-    quarter of the work; :func:`gather_images` turns them back into the same bytes.
-    """
-    if binarize == "static":
-        images = aligned(static_draw(images, seed))
-    if images.flags.c_contiguous and images.shape[-1] % 4 == 0:
-        images = images.view(np.int32)  # (N, 28, 7): a view, not a copy
-    return as_tensor(images)
 
 
 def batch_counter(epoch, batch_number) -> tf.Tensor:
@@ -114,37 +100,6 @@ def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
     if binarize == "none":
         return probs
     return tf.cast(counter_uniform(tf.shape(probs), seed, counter) < probs, tf.float32)
-
-
-def batch_indices(order, batch_number, *, batch_size, size):
-    """The dataset indices of batch ``batch_number``: ``order[b * B : b * B + size]``.
-
-    A gather of ``size`` positions, not a slice: XLA would compile once per slice start.
-    """
-    positions = tf.cast(batch_number, tf.int64) * batch_size + tf.range(size, dtype=tf.int64)
-    return tf.gather(order, positions)
-
-
-def gather_images(resident, indices):
-    """The uint8 images at ``indices`` of a :func:`resident_images` tensor."""
-    images = tf.gather(resident, indices)
-    if resident.dtype == tf.uint8:
-        return images
-    pixels = tf.bitcast(images, tf.uint8)  # (..., 7, 4): each word's four pixels, in order
-    return tf.reshape(pixels, tf.concat([tf.shape(images)[:-1], [-1]], 0))
-
-
-def epoch_batch(
-    resident, order, batch_number, *, batch_size, size, binarize, seed, epoch, labels=None
-):
-    """Batch ``batch_number`` of an epoch, ``size`` images: the one batching definition.
-
-    With ``labels`` (all N, resident like the images) the pair ``(images, their labels)``.
-    """
-    indices = batch_indices(order, batch_number, batch_size=batch_size, size=size)
-    images = gather_images(resident, indices)
-    x = to_float(images, binarize, seed, batch_counter(epoch, batch_number))
-    return join_batch(x, None if labels is None else tf.gather(labels, indices))
 
 
 def split_batch(batch):
@@ -231,28 +186,35 @@ def make_batches(
     n = len(images)
     if labels is not None:
         labels = tf.constant(check_label_array(labels, None, "labels", n).astype(np.int32))
-    resident = resident_images(images, binarize, seed)  # shares the numpy array's memory
+    if binarize == "static":
+        images = static_draw(images, seed)
+    resident = as_tensor(images)  # shares the numpy array's memory when it can
     order = epoch_order(n, seed, epoch) if shuffle else np.arange(n, dtype=np.int64)
     order = tf.constant(order)
 
     def batch(number):
-        size = tf.minimum(tf.constant(batch_size, tf.int64), n - number * batch_size)
-        x, batch_labels = split_batch(
-            epoch_batch(
-                resident,
-                order,
-                number,
-                batch_size=batch_size,
-                size=size,
-                binarize=binarize,
-                seed=seed,
-                epoch=epoch,
-                labels=labels,
-            )
-        )
+        indices = order[number * batch_size : (number + 1) * batch_size]
+        x = to_float(tf.gather(resident, indices), binarize, seed, batch_counter(epoch, number))
         x = tf.ensure_shape(x, [batch_size if drop_remainder else None, *images.shape[1:]])
-        return join_batch(x, batch_labels)
+        return join_batch(x, None if labels is None else tf.gather(labels, indices))
 
     ds = tf.data.Dataset.range(num_batches(n, batch_size, drop_remainder))
     ds = ds.map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def held_out_batches(images, *, batch_size: int, binarize: str, seed: int, labels=None):
+    """The batches a model is scored on: ``images`` in order, binarized by one fixed draw
+    (the epoch ``HELD_OUT_EPOCH``), the same every epoch and after a restart.
+
+    Taught in notebook 05_training_on_mnist.
+    """
+    return make_batches(
+        images,
+        batch_size=batch_size,
+        binarize=binarize,
+        shuffle=False,
+        seed=seed,
+        epoch=HELD_OUT_EPOCH,
+        labels=labels,
+    )

@@ -27,10 +27,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vae_tutorial as vt  # noqa: E402
-from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH  # noqa: E402
+from vae_tutorial.batching import BINARIZE_MODES, held_out_batches  # noqa: E402
 from vae_tutorial.checkpoints import read_history  # noqa: E402
-from vae_tutorial.config import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.distributed import is_chief  # noqa: E402
+from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
@@ -339,11 +339,10 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
         )
         figures["manifold.png"] = lambda: vt.plot_manifold(model, n=20)
     written = []
-    np.seterr(all="ignore")
-    for name, make in figures.items():
-        fig = make()
-        fig.savefig(out / name, dpi=100)
-        written.append(name)
+    with np.errstate(all="ignore"):
+        for name, make in figures.items():
+            make().savefig(out / name, dpi=100)
+            written.append(name)
     return written
 
 
@@ -527,13 +526,11 @@ def cmd_evaluate(args) -> int:
     keras.utils.set_random_seed(config["seed"])
 
     def batches():  # the held-out batches fit scored every epoch on
-        return vt.make_batches(
+        return held_out_batches(
             test,
             batch_size=args.batch_size,
             binarize=config["binarize"],
-            shuffle=False,
             seed=config["seed"],
-            epoch=HELD_OUT_EPOCH,
             labels=test_labels,
         )
 

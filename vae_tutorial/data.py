@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_tutorial import config
+from vae_tutorial import environment
 from vae_tutorial.batching import BINARIZE_MODES, binarize_images, make_batches, num_batches
 from vae_tutorial.idx import DataError, aligned, read_idx
 from vae_tutorial.validation import IMAGE_SHAPE, check_int
@@ -427,12 +427,12 @@ def load_dataset(
     key = _canonical_name(name)
     spec = _DATASETS[key]
     from_env = data_dir is None
-    folder = Path(data_dir).expanduser() if data_dir is not None else config.data_dir()
+    folder = Path(data_dir).expanduser() if data_dir is not None else environment.data_dir()
     if folder is not None:
         return _load_from_dir(key, folder, from_env)
 
     if download is None:
-        download = not config.offline()
+        download = not environment.offline()
         why_not = "offline mode is on (VAE_TUTORIAL_OFFLINE=1)"
     else:
         why_not = "download=False was passed"

@@ -1,6 +1,6 @@
 """fit's epochs under a ``tf.distribute`` strategy: the original article's step on every replica.
 
-``fit(..., strategy=...)`` runs its epochs here; without a strategy it runs ``fast_training``.
+``fit(..., strategy=...)`` runs its epochs here; without a strategy it runs ``fast.FastEpochs``.
 One step on a global batch of B images, split over R replicas:
 
 1. ``strategy.experimental_distribute_dataset`` hands each replica its share S_r of the
@@ -29,12 +29,12 @@ import functools
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.batching import HELD_OUT_EPOCH, batch_counter, make_batches, num_batches
 from vae_tutorial.checkpoints import RunCheckpoint
-from vae_tutorial.fast_training import EpochResult
+from vae_tutorial.epochs import EpochResult, Progress
+from vae_tutorial.fast import run_in_calls
 from vae_tutorial.losses import negative_elbo_per_example
 from vae_tutorial.step import prepare_for_training
 from vae_tutorial.validation import check_created_in_scope, check_strategy
@@ -92,9 +92,10 @@ def replica_step(model, optimizer, x, eps, *, beta, global_batch_size):
     return tf.stack([tf.reduce_sum(t) for t in terms])
 
 
-def _steps(strategy, model, optimizer, iterator, first, steps, beta, batch_size, n):
-    """``steps`` distributed steps from global batch ``first`` on; as ``fast_training._steps``
-    returns the summed [loss, recon, kl], the steps done and the 1-based NaN/Inf step (0: none)."""
+def _distributed_train_steps(strategy, model, optimizer, iterator, first, steps, beta,
+                             batch_size, n):  # fmt: skip
+    """``steps`` distributed steps from global batch ``first`` on; returns the summed
+    [loss, recon, kl], the steps done and the 1-based NaN/Inf step (0: none)."""
 
     def body(done, sums, bad):
         x, eps = iterator.get_next()
@@ -117,7 +118,7 @@ def _replica_elbo_sums(model, x, eps):
     return tf.stack([-tf.reduce_sum(loss), tf.cast(tf.shape(x)[0], tf.float32)])
 
 
-def _elbo_sums(strategy, model, iterator, steps):
+def _held_out_sums(strategy, model, iterator, steps):
     """Held-out [ELBO sum, image count] over ``steps`` distributed batches."""
 
     def body(done, sums):
@@ -131,7 +132,7 @@ def _elbo_sums(strategy, model, iterator, steps):
 class DistributedEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) under ``strategy``.
 
-    The same interface as ``fast_training.FastEpochs``: ``steps_per_epoch`` and
+    An epochs runner (``epochs.EpochsRunner``): ``steps_per_epoch`` and
     ``run(epoch, beta, progress)``; plus ``held_out_elbo(images, batch_size)``.
     Taught in notebook 11_distributed_training.
     """
@@ -140,11 +141,14 @@ class DistributedEpochs:
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
         self.images, self.batch_size, self.binarize, self.seed = images, batch_size, binarize, seed
         self.steps_per_epoch = num_batches(len(images), batch_size)
-        # AutoGraph off: the loops are written with tf.while_loop (as in fast_training)
+        # AutoGraph off: the loops are written with tf.while_loop (as in fast.FastEpochs)
         self._train = tf.function(
-            functools.partial(_steps, strategy, model, optimizer), autograph=False
+            functools.partial(_distributed_train_steps, strategy, model, optimizer),
+            autograph=False,
         )
-        self._elbo = tf.function(functools.partial(_elbo_sums, strategy, model), autograph=False)
+        self._held_out = tf.function(
+            functools.partial(_held_out_sums, strategy, model), autograph=False
+        )
 
     def _iterator(self, images, batch_size, **kwargs):
         batches = batches_with_noise(
@@ -153,33 +157,26 @@ class DistributedEpochs:
         )  # fmt: skip
         return iter(self.strategy.experimental_distribute_dataset(batches))
 
-    def run(self, epoch: int, beta: float, progress=None) -> EpochResult:
+    def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
         iterator = self._iterator(self.images, self.batch_size, epoch=epoch - 1)
         n = len(self.images)
-        sums, done = np.zeros(3), 0
-        while done < self.steps_per_epoch:
+
+        def next_call(done):
             steps = min(_STEPS_PER_CALL, self.steps_per_epoch - done)
-            chunk_sums, chunk_done, bad = self._train(
+            sums, steps_run, bad = self._train(
                 iterator, tf.constant(done, tf.int64), tf.constant(steps, tf.int64),
                 tf.constant(beta, tf.float32), self.batch_size, n,
             )  # fmt: skip
-            sums += chunk_sums.numpy()
-            done += int(chunk_done)
-            images = min(done * self.batch_size, n)
-            result = EpochResult.so_far(
-                sums, images, done, self.steps_per_epoch, int(chunk_done), int(bad)
-            )
-            if result.non_finite_step is not None:
-                return result
-            if progress is not None:
-                progress(done, result)
-        return result
+            steps_run = int(steps_run)
+            return sums.numpy(), steps_run, int(bad), min((done + steps_run) * self.batch_size, n)
+
+        return run_in_calls(next_call, self.steps_per_epoch, progress)
 
     def held_out_elbo(self, images, batch_size: int) -> float:
         """The average ELBO on ``images`` (the held-out epoch's binarization and noise)."""
         iterator = self._iterator(images, batch_size, epoch=HELD_OUT_EPOCH, shuffle=False)
-        total, count = self._elbo(iterator, num_batches(len(images), batch_size)).numpy()
+        total, count = self._held_out(iterator, num_batches(len(images), batch_size)).numpy()
         return float(total / count)
 
 

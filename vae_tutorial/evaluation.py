@@ -65,8 +65,7 @@ def iwae_bound(model, x, k, seed=None):
     conditional model ``x`` is the pair ``(images, labels)`` and the bound is on
     log p(x | y) (notebook 10_conditional_vae). Taught in notebook 05_training_on_mnist.
     """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int (number of importance samples), got {k!r}.")
+    k = check_int(k, "k", 1, fix="k is the number of importance samples, e.g. 5000.")
     with graph_errors_as_value_errors():
         x, labels = split_batch(x)
         x = tf.convert_to_tensor(x, tf.float32)

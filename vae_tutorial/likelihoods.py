@@ -21,12 +21,13 @@ Taught in notebook 08_likelihoods_for_grey_pixels.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import keras
 import tensorflow as tf
 
-from vae_tutorial.losses import LOG_2PI, bernoulli_log_likelihood
+from vae_tutorial.losses import LOG_2PI, bernoulli_log_likelihood, sum_over_pixels
 from vae_tutorial.validation import (
     check_choice,
     check_finite_number,
@@ -36,11 +37,6 @@ from vae_tutorial.validation import (
 
 LEVELS = 256  # 8-bit pixels: k = 0, 1, ..., 255
 _SERIES_LIMIT = 0.1  # |logit| below which the continuous Bernoulli uses its Taylor series
-
-
-def _pixel_sum(values):
-    """Per example: the sum over every pixel (all axes but the batch axis)."""
-    return tf.reduce_sum(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
 
 
 def positive_scale(raw, min_scale):
@@ -157,7 +153,7 @@ class Likelihood:
         x = tf.cast(x, output.dtype)
         params = self.split(output)
         check_same_shape(x, params[0])
-        return _pixel_sum(self.pixel_log_prob(check_pixels(x), *params))
+        return sum_over_pixels(self.pixel_log_prob(check_pixels(x), *params))
 
     def pixel_log_prob(self, x, *params):
         """log p per pixel from x and the split decoder output (each subclass's formula)."""
@@ -197,7 +193,7 @@ class ContinuousBernoulli(Likelihood):
 
     def log_prob(self, x, output):
         output = tf.convert_to_tensor(output)
-        log_c = _pixel_sum(continuous_bernoulli_log_normalizer(output))
+        log_c = sum_over_pixels(continuous_bernoulli_log_normalizer(output))
         return bernoulli_log_likelihood(x, output) + log_c
 
     def mean(self, output):
@@ -340,10 +336,10 @@ def get_likelihood(likelihood="bernoulli") -> Likelihood:
         options = {k: v for k, v in likelihood.items() if k != "name"}
         likelihood = likelihood.get("name")
     check_choice(likelihood, "likelihood", tuple(LIKELIHOODS))
-    try:
-        return LIKELIHOODS[likelihood](**options)
-    except TypeError:
+    unknown = sorted(set(options) - set(inspect.signature(LIKELIHOODS[likelihood]).parameters))
+    if unknown:
         raise TypeError(
-            f"likelihood {likelihood!r} takes no options {sorted(options)}; "
+            f"likelihood {likelihood!r} takes no option {', '.join(unknown)}; "
             "gaussian takes sigma, the learned-scale ones min_scale."
-        ) from None
+        )
+    return LIKELIHOODS[likelihood](**options)

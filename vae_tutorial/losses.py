@@ -6,31 +6,48 @@ over the batch. Taught in notebooks 01_reparameterization_trick and 02_the_elbo_
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 
+import keras
 import tensorflow as tf
 
-from vae_tutorial.noise import standard_normal
 from vae_tutorial.validation import check_finite_number, check_pixels, check_same_shape
 
 LOG_2PI = math.log(2.0 * math.pi)
+
+
+# What reparameterize draws eps with: keras.random.normal. fit's fast runner swaps in a
+# drawer of the same numbers that XLA compiles well (vae_tutorial/fast/noise.py).
+_normal = contextvars.ContextVar("normal", default=keras.random.normal)
+
+
+@contextlib.contextmanager
+def normal_sampler(sampler):
+    """Within this block :func:`reparameterize` draws eps with ``sampler``, a function called
+    as ``keras.random.normal(shape, dtype=..., seed=...)`` is and giving the same numbers."""
+    token = _normal.set(sampler)
+    try:
+        yield
+    finally:
+        _normal.reset(token)
 
 
 def reparameterize(mu, log_var, seed=None):
     """Draw z ~ N(mu, diag(exp(log_var))) as ``mu + exp(log_var / 2) * eps``, eps ~ N(0, I).
 
     The noise is drawn outside the parameters, so gradients flow to ``mu`` and ``log_var``.
-    ``seed`` may be a ``keras.random.SeedGenerator`` (checkpointable) or an int; with None
-    the global TensorFlow seed applies. eps is ``keras.random.normal``'s, number for number
-    (``noise.standard_normal`` draws it faster under XLA). Taught in notebook
-    01_reparameterization_trick.
+    ``seed`` may be a ``keras.random.SeedGenerator`` (checkpointable) or an int: eps is then
+    ``keras.random.normal(shape, seed=seed)``; with None the global TensorFlow seed applies.
+    Taught in notebook 01_reparameterization_trick.
     """
     mu = tf.convert_to_tensor(mu)
     log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
     if seed is None:
         eps = tf.random.normal(tf.shape(mu), dtype=mu.dtype)
     else:
-        eps = standard_normal(tf.shape(mu), mu.dtype, seed)
+        eps = _normal.get()(tf.shape(mu), dtype=mu.dtype, seed=seed)
     return mu + tf.exp(0.5 * log_var) * eps
 
 
@@ -68,8 +85,12 @@ def free_bits_kl(mu, log_var, free_bits):
     return tf.reduce_sum(tf.maximum(tf.cast(free_bits, per_dimension.dtype), per_dimension))
 
 
-def _sum_over_event(values):
-    """Sum over every axis but the first (the batch axis)."""
+def sum_over_pixels(values):
+    """Per example: the sum over every axis but the first (the batch axis), shape ``(batch,)``.
+
+    A log-likelihood of independent pixels is the sum of the pixels' own. Taught in notebook
+    02_the_elbo_loss.
+    """
     return tf.reduce_sum(values, axis=list(range(1, values.shape.rank)))
 
 
@@ -85,7 +106,7 @@ def bernoulli_log_likelihood(x, logits):
     x = tf.cast(x, logits.dtype)
     check_same_shape(x, logits)
     x = check_pixels(x)
-    return -_sum_over_event(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
+    return -sum_over_pixels(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
 
 
 def gaussian_log_density(z, mu, log_var):

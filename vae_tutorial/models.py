@@ -19,7 +19,7 @@ from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.losses import reparameterize
 from vae_tutorial.validation import check_batch_shape, check_int, check_labels
 
-IMAGE_SHAPE = (28, 28, 1)
+CONV_EVENT_SHAPE = (28, 28, 1)  # an image with its one channel, as convolutions take it
 
 
 def _hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
@@ -241,7 +241,7 @@ class ConvVAE(_VariationalAutoencoder):
 
     def __init__(self, latent_dim=2, seed=None, likelihood="bernoulli", **kwargs):
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
-        self.event_shape = IMAGE_SHAPE
+        self.event_shape = CONV_EVENT_SHAPE
         self.encoder = ConvEncoder(latent_dim)
         self.decoder = ConvDecoder(latent_dim, output_channels=self.likelihood.params_per_pixel)
 

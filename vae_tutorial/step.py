@@ -45,41 +45,46 @@ def prepare_for_training(model, optimizer, x) -> None:
     _OPTIMIZER_OWNERS[optimizer] = weakref.ref(model)
 
 
-def train_step_terms(model, optimizer, x, beta=1.0, *, check_batch=True, free_bits=0.0):
+def train_step_terms(model, optimizer, x, beta=1.0, *, free_bits=0.0):
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
-    A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). The
-    batch is checked first (finite, in [0, 1]), so a bad batch never reaches the variables;
-    ``check_batch=False`` skips that for batches valid by construction (uint8 / 255).
-    For a conditional model ``x`` is the pair ``(images, labels)`` (notebook
-    10_conditional_vae). ``free_bits`` (nats per latent dimension) is passed to
+    A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). ``x`` is
+    a batch of values in [0, 1] (``make_batches`` makes such batches; :func:`train_step`
+    checks a batch it is given); for a conditional model the pair ``(images, labels)``
+    (notebook 10_conditional_vae). ``free_bits`` (nats per latent dimension) is passed to
     ``negative_elbo_terms``. Taught in notebook 04_gradienttape_training_step.
     """
-    x, labels = split_batch(x)
-    if check_batch:
-        x = check_pixels(x)
-    with tf.control_dependencies([x]):  # every update, even the step counter, waits for x
-        with tf.GradientTape() as tape:
-            logits, mu, log_var = model(join_batch(x, labels), training=True)
-            loss, reconstruction, kl = negative_elbo_terms(
-                x, logits, mu, log_var, beta, likelihood=model.likelihood, free_bits=free_bits
-            )
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+    images, labels = split_batch(x)
+    with tf.GradientTape() as tape:
+        logits, mu, log_var = model(x, training=True)
+        loss, reconstruction, kl = negative_elbo_terms(
+            images, logits, mu, log_var, beta, likelihood=model.likelihood, free_bits=free_bits
+        )
+    gradients = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
     return loss, reconstruction, kl
+
+
+def _checked_train_step(model, optimizer, x, beta):
+    """:func:`train_step_terms` on a batch checked first (finite, in [0, 1])."""
+    images, labels = split_batch(x)
+    images = check_pixels(images)
+    with tf.control_dependencies([images]):  # every update, even the step counter, waits
+        return train_step_terms(model, optimizer, join_batch(images, labels), beta)
 
 
 def train_step(model, optimizer, x, beta=1.0):
     """One compiled GradientTape step, called exactly as the original article calls it.
 
     ``loss = train_step(model, optimizer, x)`` returns the batch's negative ELBO (a scalar
-    tensor, nats per image). It works for any number of models and optimizers in one
-    process: each new pair is traced once, after its variables exist.
+    tensor, nats per image). The batch is checked first, so a bad one never reaches the
+    variables. It works for any number of models and optimizers in one process: each new
+    pair is traced once, after its variables exist.
     Taught in notebook 04_gradienttape_training_step.
     """
     check_finite_number(beta, "beta")
     x = model.as_batch(x)
     with graph_errors_as_value_errors():
         prepare_for_training(model, optimizer, x)
-        step = compiled_for(model, train_step_terms)
+        step = compiled_for(model, _checked_train_step)
         return step(optimizer, x, tf.constant(beta, tf.float32))[0]

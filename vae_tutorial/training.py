@@ -1,7 +1,8 @@
-"""fit(): the training loop, on top of the GradientTape step of ``step``.
+"""fit(): the training loop, epoch by epoch, on top of the GradientTape step of ``step``.
 
-One epoch is ``for x in make_batches(...): train_step_terms(model, optimizer, x, beta)``;
-``fast_training`` runs exactly that, faster (optional reading), and ``checkpoints`` saves
+An epochs runner trains each epoch: ``epochs.PlainEpochs`` is the loop notebook 05 writes,
+``for x in make_batches(...): train_step_terms(model, optimizer, x, beta)``; the default,
+``fast.FastEpochs``, trains the same steps faster (optional reading). ``checkpoints`` saves
 and restores runs. Taught in notebook 05_training_on_mnist.
 """
 
@@ -10,15 +11,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 
 import keras
 import tensorflow as tf
 
-from vae_tutorial.batching import HELD_OUT_EPOCH, make_batches
+from vae_tutorial.batching import held_out_batches
 from vae_tutorial.distributed import distributed_epochs, is_chief, run_checkpoint
+from vae_tutorial.epochs import EpochResult, PlainEpochs
 from vae_tutorial.evaluation import evaluate_elbo
-from vae_tutorial.fast_training import EpochResult, FastEpochs
+from vae_tutorial.fast import FastEpochs
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.validation import (
@@ -83,6 +86,7 @@ def fit(
     tensorboard_dir=None,
     progress=True,
     jit_compile=None,
+    fast=True,
     on_epoch_end=None,
     train_labels=None,
     test_labels=None,
@@ -110,6 +114,9 @@ def fit(
         tensorboard_dir: write scalars and reconstructions for TensorBoard.
         progress: print a progress bar and one line per epoch.
         jit_compile: compile with XLA (None: for flat MLP models, not convolutional ones).
+        fast: train with ``fast.FastEpochs`` (many steps per call, the batch made in the
+            graph); False: with ``epochs.PlainEpochs``, the loop of notebook 05, one compiled
+            step per batch. The same steps on the same batches, slower.
         on_epoch_end: called with the history after every finished (and saved) epoch.
         train_labels, test_labels: the images' classes (N,), e.g. ``data.train_labels``: a
             ``ConditionalVAE`` needs them (each batch carries its images' labels; notebook
@@ -138,7 +145,7 @@ def fit(
     )
     keras.utils.set_random_seed(config.seed)
     optimizer, epochs_runner = _epochs_runner(
-        model, optimizer, train_images, train_labels, config, strategy, jit_compile
+        model, optimizer, train_images, train_labels, config, strategy, jit_compile, fast
     )
     if strategy is not None and not is_chief(strategy):
         tensorboard_dir = None  # on a cluster only the chief writes
@@ -198,23 +205,24 @@ def _checked_data(model, config, train_images, test_images, train_labels, test_l
     return train_images, test_images, train_labels, test_labels
 
 
-def _epochs_runner(model, optimizer, train_images, train_labels, config, strategy, jit_compile):
-    """The optimizer and what runs the epochs: ``FastEpochs`` on one device, the
-    ``distributed`` module's runner under a strategy (variables made in its scope)."""
+def _epochs_runner(
+    model, optimizer, train_images, train_labels, config, strategy, jit_compile, fast
+):
+    """The optimizer and what runs the epochs: ``FastEpochs`` (or ``PlainEpochs``) on one
+    device, the ``distributed`` module's runner under a strategy (variables in its scope)."""
     if jit_compile is None:
-        jit_compile = len(model.event_shape) == 1 and strategy is None  # the MLP, one device
+        jit_compile = len(model.event_shape) == 1 and strategy is None and fast
     batches = {"batch_size": config.batch_size, "binarize": config.binarize, "seed": config.seed}
     if strategy is None:
         optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
         prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
+        per_run = {"labels": train_labels, "free_bits": config.free_bits, **batches}
+        if not fast:
+            if jit_compile:
+                raise ValueError("jit_compile=True compiles the fast runner only; use fast=True.")
+            return optimizer, PlainEpochs(model, optimizer, train_images, **per_run)
         runner = FastEpochs(
-            model,
-            optimizer,
-            train_images,
-            jit_compile=bool(jit_compile),
-            labels=train_labels,
-            free_bits=config.free_bits,
-            **batches,
+            model, optimizer, train_images, jit_compile=bool(jit_compile), **per_run
         )
         return optimizer, runner
     if jit_compile:
@@ -227,16 +235,11 @@ def _epochs_runner(model, optimizer, train_images, train_labels, config, strateg
 
 def _held_out_elbo(model, images, config: TrainingConfig, labels, runner, strategy) -> float:
     """The ELBO on ``images``, binarized once for all epochs (the held-out epoch's draw)."""
+    batch_size = max(config.batch_size, 256)
     if strategy is not None:  # summed across replicas
-        return runner.held_out_elbo(images, max(config.batch_size, 256))
-    batches = make_batches(
-        images,
-        batch_size=max(config.batch_size, 256),
-        binarize=config.binarize,
-        shuffle=False,
-        seed=config.seed,
-        epoch=HELD_OUT_EPOCH,
-        labels=labels,
+        return runner.held_out_elbo(images, batch_size)
+    batches = held_out_batches(
+        images, batch_size=batch_size, binarize=config.binarize, seed=config.seed, labels=labels
     )
     return float(evaluate_elbo(model, batches)["elbo"])
 
@@ -307,18 +310,27 @@ def _tensorboard(directory):
         writer.close()
 
 
+def _live_display() -> bool:
+    """Whether a progress bar can redraw itself: a terminal or a notebook. Elsewhere (a log
+    file, ``nohup``, a batch job) its carriage-return frames would fill the log."""
+    return sys.stdout.isatty() or "ipykernel" in sys.modules
+
+
 class _EpochProgress:
-    """Keras' Progbar over an epoch's steps, and the line that sums the epoch up."""
+    """Keras' Progbar over an epoch's steps (on a terminal or in a notebook), and the line
+    that sums the epoch up (everywhere)."""
 
     def __init__(self, epoch, config, beta, runner):
         self.epoch, self.epochs = epoch, config.epochs
         self.steps = runner.steps_per_epoch
-        ramp = f" (beta {beta:g})" if config.kl_warmup_epochs else ""
-        print(f"Epoch {epoch}/{config.epochs}{ramp}")
-        self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss", "recon", "kl"])
+        self.bar = None
+        if _live_display():
+            ramp = f" (beta {beta:g})" if config.kl_warmup_epochs else ""
+            print(f"Epoch {epoch}/{config.epochs}{ramp}")
+            self.bar = keras.utils.Progbar(self.steps, stateful_metrics=["loss", "recon", "kl"])
 
     def __call__(self, steps_done, result: EpochResult):
-        if steps_done < self.steps:
+        if self.bar is not None and steps_done < self.steps:
             self.bar.update(steps_done, values=self._values(result))
 
     @staticmethod
@@ -326,8 +338,9 @@ class _EpochProgress:
         return [("loss", result.train_loss), ("recon", result.reconstruction), ("kl", result.kl)]
 
     def finish(self, record: dict):
-        values = [("loss", record["train_loss"]), ("recon", record["reconstruction"])]
-        self.bar.update(self.steps, values=[*values, ("kl", record["kl"])], finalize=True)
+        if self.bar is not None:
+            values = [("loss", record["train_loss"]), ("recon", record["reconstruction"])]
+            self.bar.update(self.steps, values=[*values, ("kl", record["kl"])], finalize=True)
         test = "" if record["test_elbo"] is None else f", test ELBO {record['test_elbo']:.2f}"
         print(
             f"epoch {self.epoch}/{self.epochs}: train loss {record['train_loss']:.2f}{test}, "
@@ -354,13 +367,8 @@ def _reconstruction_grid(model, images, config, labels=None) -> tf.Tensor:
     """One image: a row per example, original | reconstruction; shape (1, 28n, 56, 1).
 
     A conditional model reconstructs under the images' ``labels``."""
-    batches = make_batches(
-        images,
-        batch_size=len(images),
-        binarize=config.binarize,
-        shuffle=False,
-        seed=config.seed,
-        epoch=HELD_OUT_EPOCH,
+    batches = held_out_batches(
+        images, batch_size=len(images), binarize=config.binarize, seed=config.seed
     )
     x = tf.reshape(next(iter(batches)), [-1, *model.event_shape])
     originals = tf.reshape(x, [-1, 28, 28])

@@ -1,11 +1,12 @@
-"""noise.standard_normal draws keras.random.normal's numbers, eagerly, in a graph and in XLA."""
+"""fast.noise.standard_normal gives keras.random.normal's numbers: eagerly, in a graph, in XLA."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from vae_tutorial.noise import standard_normal
+from vae_tutorial.fast.noise import standard_normal
+from vae_tutorial.losses import normal_sampler, reparameterize
 
 
 def draws(normal, seed, shape, dtype, times=3):
@@ -48,3 +49,20 @@ def test_an_int_seed_gives_keras_numbers_every_call():
     first, second = (standard_normal((4, 2), "float32", 5).numpy() for _ in range(2))
     np.testing.assert_array_equal(first, keras_normal((4, 2), "float32", 5))
     np.testing.assert_array_equal(first, second)
+
+
+def test_reparameterize_draws_with_the_sampler_of_the_block_it_runs_in():
+    calls = []
+
+    def sampler(shape, dtype=None, seed=None):
+        calls.append(seed)
+        return standard_normal(shape, dtype=dtype, seed=seed)
+
+    mu, log_var = tf.zeros([3, 2]), tf.zeros([3, 2])
+    plain = reparameterize(mu, log_var, seed=keras.random.SeedGenerator(4))
+    with normal_sampler(sampler):
+        swapped = reparameterize(mu, log_var, seed=keras.random.SeedGenerator(4))
+    after = reparameterize(mu, log_var, seed=5)
+    assert len(calls) == 1  # only inside the block
+    np.testing.assert_array_equal(plain, swapped)
+    np.testing.assert_array_equal(after, keras.random.normal((3, 2), seed=5))

@@ -1,5 +1,5 @@
 """The noise eps ~ N(0, I) of the reparameterization: ``keras.random.normal``'s numbers, drawn
-fast under XLA. Optional reading.
+fast under XLA. Optional reading (see ``vae_tutorial.fast``).
 
 ``keras.random.normal(shape, seed=generator)`` runs two TensorFlow ops: one turns the
 generator's seed into a Philox key and counter, the other turns the key and counter into
@@ -7,9 +7,9 @@ normal numbers. XLA on CPU fuses the first into the loop over the numbers and so
 key again for every number: a fifth of a whole training step at batch 1024 with a 20-d latent
 space (``python benchmarks/profile_step.py --config b``). :func:`standard_normal` runs the
 same two ops with an XLA optimization barrier between them, so the key is derived once; the
-numbers are the same, which ``tests/test_noise.py`` checks with and without XLA.
+numbers are the same, which ``tests/test_fast_noise.py`` checks with and without XLA.
 
-Used by ``losses.reparameterize``, taught in notebook 01_reparameterization_trick.
+fit's fast runner has ``losses.reparameterize`` draw with it (``losses.normal_sampler``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 _AUTO_SELECT = 3  # tf.random.Algorithm.AUTO_SELECT, keras.random.normal's algorithm
 
 
-def standard_normal(shape, dtype, seed) -> tf.Tensor:
+def standard_normal(shape, dtype=None, seed=None) -> tf.Tensor:
     """``keras.random.normal(shape, dtype=dtype, seed=seed)``, number for number.
 
     A ``keras.random.SeedGenerator`` advances exactly as keras.random.normal advances it;

@@ -1,0 +1,112 @@
+"""One epoch of training, the loop the series teaches: what fit runs between its records.
+
+An epochs runner has ``steps_per_epoch`` and ``run(epoch, beta, progress)``, which trains
+one epoch and returns its :class:`EpochResult`. :class:`PlainEpochs` is the loop written out,
+``for x in make_batches(...): train_step_terms(model, optimizer, x, beta)``; fit's default
+runner, ``vae_tutorial.fast.FastEpochs``, trains the same steps faster, and
+``vae_tutorial.distributed`` runs them under a ``tf.distribute`` strategy.
+
+Taught in notebook 05_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vae_tutorial.batching import join_batch, make_batches, num_batches, split_batch
+from vae_tutorial.compiled import compiled_for
+from vae_tutorial.step import train_step_terms
+
+
+@dataclass
+class EpochResult:
+    """Per-image means of one epoch and where it stopped on a NaN/Inf loss (1-based step).
+
+    Taught in notebook 05_training_on_mnist.
+    """
+
+    train_loss: float
+    reconstruction: float
+    kl: float
+    images: int
+    steps: int
+    steps_per_epoch: int
+    non_finite_step: int | None = None
+
+    @classmethod
+    def of_sums(cls, sums: np.ndarray, images: int, steps: int, steps_per_epoch: int):
+        """The epoch so far from per-image sums of [loss, reconstruction, kl]."""
+        return cls(*(sums / max(images, 1)), images, steps, steps_per_epoch)
+
+
+Progress = Callable[[int, EpochResult], None]
+
+
+class EpochsRunner(Protocol):
+    """What fit runs its epochs with."""
+
+    steps_per_epoch: int
+
+    def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
+        """Train 1-based ``epoch`` with KL weight ``beta``; ``progress(steps_done, result)``
+        while it runs. Stops at the first NaN/Inf loss (``result.non_finite_step``)."""
+        ...
+
+
+class PlainEpochs:
+    """fit's epochs as the series writes them: one compiled GradientTape step per batch.
+
+    ``images``: uint8 (N, 28, 28); ``labels``: a conditional model's classes (N,) or None.
+    Batches as :func:`make_batches` makes them for (``seed``, epoch), ``free_bits`` as
+    :func:`vae_tutorial.losses.negative_elbo_terms` takes it. Taught in notebook
+    05_training_on_mnist.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        images: np.ndarray,
+        *,
+        batch_size: int,
+        binarize: str,
+        seed: int,
+        labels: np.ndarray | None = None,
+        free_bits: float = 0.0,
+    ):
+        self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
+        self.batch_size, self.binarize, self.seed = batch_size, binarize, seed
+        self.free_bits = free_bits
+        self.steps_per_epoch = num_batches(len(images), batch_size)
+        self._step = compiled_for(model, train_step_terms)
+
+    def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
+        """Train 1-based ``epoch``; stop at the first NaN/Inf loss."""
+        batches = make_batches(
+            self.images, batch_size=self.batch_size, binarize=self.binarize, seed=self.seed,
+            epoch=epoch - 1, labels=self.labels,
+        )  # fmt: skip
+        sums, images = np.zeros(3), 0
+        beta = tf.constant(beta, tf.float32)
+        for step, batch in enumerate(batches, start=1):
+            x, labels = split_batch(batch)  # labels: a conditional model's, else None
+            x = tf.reshape(x, [-1, *self.model.event_shape])
+            terms = self._step(
+                self.optimizer, join_batch(x, labels), beta, free_bits=self.free_bits
+            )
+            size = int(x.shape[0])
+            sums += np.array([float(t) for t in terms]) * size
+            images += size
+            result = EpochResult.of_sums(sums, images, step, self.steps_per_epoch)
+            if not np.isfinite(sums).all():
+                result.non_finite_step = step
+                return result
+            if progress is not None:
+                progress(step, result)
+        return result
