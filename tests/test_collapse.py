@@ -5,8 +5,8 @@ Gaussian encoder whose per-dimension KL and I(x; z) are known in closed form."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import TEST, TRAIN, small_vae
 from scipy import integrate, stats
-from test_fit import TEST, TRAIN, small_vae
 
 from vae_tutorial import (
     TrainingConfig,

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import KILL_TRAIN, TEST, TRAIN, small_vae
 
 import vae_tutorial
 from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
@@ -31,23 +32,6 @@ KEYS = {
     "seconds",
     "images_per_second",
 }
-
-
-def images(n, seed=0):
-    """Blobby uint8 images: random, but with enough structure to learn something."""
-    rng = np.random.default_rng(seed)
-    means = rng.integers(0, 256, size=(4, 28, 28))
-    picks = rng.integers(0, 4, size=n)
-    noise = rng.integers(-40, 41, size=(n, 28, 28))
-    return np.clip(means[picks] + noise, 0, 255).astype(np.uint8)
-
-
-TRAIN, TEST = images(512), images(128, seed=1)
-
-
-def small_vae(seed=0):
-    keras.utils.set_random_seed(seed)
-    return VAE(latent_dim=2, intermediate_dim=32)
 
 
 def run(model=None, epochs=2, **kwargs):
@@ -123,11 +107,10 @@ def test_checkpoint_saves_and_restores_the_sampling_rng_state(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-KILL_TRAIN = images(4096, seed=2)  # 512 steps of 8 per epoch: about a second
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_fit import KILL_TRAIN, TEST, small_vae
+from helpers import KILL_TRAIN, TEST, small_vae
 from vae_tutorial import fit
 fit(small_vae(), KILL_TRAIN, TEST, epochs=50, batch_size=8, checkpoint_dir={ckpt!r},
     progress=False)
