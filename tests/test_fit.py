@@ -16,7 +16,6 @@ import pytest
 import tensorflow as tf
 from helpers import KILL_TRAIN, TEST, TRAIN, small_vae
 
-import vae_tutorial
 from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
 from vae_tutorial.batching import make_batches
 from vae_tutorial.compiled import tracing_count
@@ -271,10 +270,6 @@ def test_two_models_trained_by_fit_in_one_process():
     again = run(VAE(2, 32), epochs=1)  # the first shape again: its own trace
     for history in (first, second, conv, again):
         assert math.isfinite(history[0]["train_loss"])
-
-
-def test_fit_is_exported():
-    assert vae_tutorial.fit is fit and vae_tutorial.NonFiniteLossError is NonFiniteLossError
 
 
 @pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
