@@ -2,6 +2,8 @@
 #
 #   make lab            create .venv, install the package with JupyterLab, open notebooks/00_index.ipynb
 #   make test           unit tests + every notebook (nbval, quick mode) in one pytest run
+#   make test-fast      the unit tests not marked `slow`: no notebooks, no subprocess, nbgrader
+#                       or multi-second tests (about 2 minutes; make test still runs them all)
 #   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium)
 #   make lint           ruff check + ruff format --check
 #   make benchmark      time the training step (benchmarks/bench_training.py)
@@ -27,7 +29,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # add this environment's kernel and the sanitize file).
 NBVAL_OPTS := --nbval-lax
 
-.PHONY: lab test browser-test lint benchmark clean venv assignments grade test-assignments
+.PHONY: lab test test-fast browser-test lint benchmark clean venv assignments grade test-assignments
 
 venv: $(BIN)/python
 
@@ -50,6 +52,10 @@ lab: $(VENV)/.installed-lab
 # The browser test is marked `browser` and deselected here (pyproject addopts); see browser-test.
 test: $(VENV)/.installed-test
 	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest tests notebooks $(NBVAL_OPTS) $(PYTEST_ARGS)
+
+# The slow ones (marker `slow`, pyproject.toml) and the notebooks left out; -m replaces addopts' -m.
+test-fast: $(VENV)/.installed-test
+	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m "not slow and not browser" tests $(PYTEST_ARGS)
 
 browser-test: $(VENV)/.installed-test $(VENV)/.installed-browser
 	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m browser tests/browser $(PYTEST_ARGS)

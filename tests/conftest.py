@@ -22,6 +22,14 @@ NO_FASHION_MNIST = (
 )
 
 
+def pytest_collection_modifyitems(items):
+    """Every notebook cell nbval collects (``pytest tests notebooks``, as make test runs it)
+    is ``slow``: a notebook runs in its own kernel, TensorFlow's start-up included."""
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(1234)

@@ -89,6 +89,7 @@ def test_free_bits_zero_is_the_plain_loss():
     np.testing.assert_allclose(as_tensor, plain, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_fit_with_free_bits_above_every_dimensions_kl(jit_compile):
     # A floor of 50 nats per dimension is above any KL these runs reach, so the KL term is

@@ -43,6 +43,7 @@ def losses(history):
     return [(h["train_loss"], h["reconstruction"], h["kl"], h["test_elbo"]) for h in history]
 
 
+@pytest.mark.slow
 def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys):
     history = run(epochs=2, progress=True)
     assert [h["epoch"] for h in history] == [1, 2]
@@ -60,6 +61,7 @@ def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys):
     assert capsys.readouterr().out == ""  # progress=False is silent
 
 
+@pytest.mark.slow
 def test_loss_falls_on_real_mnist():
     data = load_dataset("mnist", download=False).subset(2048, 512)  # the bundled sample
     history = fit(
@@ -71,6 +73,7 @@ def test_loss_falls_on_real_mnist():
     assert test[2] > test[0] + 20
 
 
+@pytest.mark.slow
 def test_resume_after_a_clean_exit_then_more_epochs(tmp_path):
     first = run(epochs=1, checkpoint_dir=tmp_path)
     # A new process would build a new model and optimizer: so do we.
@@ -83,6 +86,7 @@ def test_resume_after_a_clean_exit_then_more_epochs(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_agree_and_a_split_run_equals_a_straight_one(tmp_path):
     straight = run(epochs=2, seed=3)
     assert losses(run(epochs=2, seed=3)) == losses(straight)
@@ -92,6 +96,7 @@ def test_two_runs_with_one_seed_agree_and_a_split_run_equals_a_straight_one(tmp_
     assert losses(run(epochs=1, seed=4))[0] != losses(straight)[0]
 
 
+@pytest.mark.slow
 def test_checkpoint_saves_and_restores_the_sampling_rng_state(tmp_path):
     model = small_vae()
     before = model.seed_generator.state.numpy().copy()
@@ -116,6 +121,7 @@ fit(small_vae(), KILL_TRAIN, TEST, epochs=50, batch_size=8, checkpoint_dir={ckpt
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tmp_path):
     ckpt = tmp_path / "run"
     script = tmp_path / "child.py"
@@ -160,6 +166,7 @@ def one_epoch_checkpoint(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "other", [lambda: VAE(latent_dim=3, intermediate_dim=32), lambda: VAE(2, 16), ConvVAE]
 )
@@ -189,6 +196,7 @@ class NaNAfter(VAE):
         return logits, mu, log_var
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     keras.utils.set_random_seed(0)
     model = NaNAfter(after=8 + 3, latent_dim=2, intermediate_dim=32)  # 8 steps per epoch
@@ -212,12 +220,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         np.testing.assert_array_equal(w.numpy(), s.numpy())
 
 
+@pytest.mark.slow
 def test_non_finite_loss_without_checkpoint_says_none_was_saved():
     with pytest.raises(NonFiniteLossError, match="No checkpoint was saved") as error:
         run(small_vae(), epochs=2, learning_rate=1e6)  # Adam steps of 1e6 blow up at once
     assert error.value.checkpoint is None and "lower learning rate" in str(error.value)
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_scalars_and_images(tmp_path):
     run(epochs=2, tensorboard_dir=tmp_path)
     files = list(tmp_path.glob("events.out.tfevents.*"))
@@ -232,6 +242,7 @@ def test_tensorboard_event_files_hold_the_scalars_and_images(tmp_path):
     assert steps == {1, 2}
 
 
+@pytest.mark.slow
 def test_kl_warmup_schedule():
     assert [kl_warmup_beta(e, 1.0, 4) for e in (1, 2, 3, 4, 5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
     assert kl_warmup_beta(1, 2.0, 0) == 2.0
@@ -263,6 +274,7 @@ def test_bad_arguments_raise_value_error_naming_the_fix(kwargs, match):
         fit(model, train, test, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_two_models_trained_by_fit_in_one_process():
     first = run(VAE(2, 32), epochs=1)
     second = run(VAE(3, 48), epochs=1)
@@ -272,6 +284,7 @@ def test_two_models_trained_by_fit_in_one_process():
         assert math.isfinite(history[0]["train_loss"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binarize", ["none", "static", "dynamic"])
 def test_xla_multi_step_path_agrees_with_the_plain_graph(binarize):
     # jit_compile=True runs the whole multi-step loop, binarization included, in one XLA
@@ -298,6 +311,7 @@ class BatchRecorder(VAE):
         return super().call(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binarize", ["dynamic", "static"])
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_fit_trains_on_exactly_make_batches_batches(binarize, jit_compile):
@@ -315,6 +329,7 @@ def test_fit_trains_on_exactly_make_batches_batches(binarize, jit_compile):
     np.testing.assert_array_equal(model.seen.numpy(), expected)  # 0/1 pixels: exact sums
 
 
+@pytest.mark.slow
 def test_training_more_models_and_more_epochs_does_not_retrace():
     first, second = small_vae(), small_vae(seed=1)
     optimizer = keras.optimizers.Adam(1e-3)
