@@ -1,7 +1,10 @@
 # vae-tutorial: set-up, tests and the notebook server.
 #
 #   make lab            create .venv, install the package with JupyterLab, open notebooks/00_index.ipynb
-#   make test           unit tests + every notebook (nbval, quick mode) in one pytest run
+#   make test           unit tests + every notebook (nbval, quick mode) in one pytest run,
+#                       over two worker processes (pytest-xdist; TEST_WORKERS=0: in one process)
+#   make test-fast      the unit tests not marked `slow`: no notebooks, no subprocess, nbgrader
+#                       or multi-second tests (about 2 minutes; make test still runs them all)
 #   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium)
 #   make lint           ruff check + ruff format --check
 #   make benchmark      time the training step (benchmarks/bench_training.py)
@@ -20,6 +23,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 NOTEBOOK ?= notebooks/00_index.ipynb
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers; each test file and each notebook is one unit (loadgroup,
+# the groups set in tests/conftest.py): a notebook's cells share one kernel, a file's module
+# fixtures are made once, and the files that start TensorFlow clusters run one after another.
+TEST_WORKERS ?= 2
 # Extra options for `jupyter lab`; as root (e.g. in a container) it needs --allow-root.
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 
@@ -27,7 +34,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # add this environment's kernel and the sanitize file).
 NBVAL_OPTS := --nbval-lax
 
-.PHONY: lab test browser-test lint benchmark clean venv assignments grade test-assignments
+.PHONY: lab test test-fast browser-test lint benchmark clean venv assignments grade test-assignments
 
 venv: $(BIN)/python
 
@@ -49,7 +56,12 @@ lab: $(VENV)/.installed-lab
 # CI sets VAE_TUTORIAL_OFFLINE=1 and the notebooks use the sample bundled with the package.
 # The browser test is marked `browser` and deselected here (pyproject addopts); see browser-test.
 test: $(VENV)/.installed-test
-	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest tests notebooks $(NBVAL_OPTS) $(PYTEST_ARGS)
+	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup \
+		tests notebooks $(NBVAL_OPTS) $(PYTEST_ARGS)
+
+# The slow ones (marker `slow`, pyproject.toml) and the notebooks left out; -m replaces addopts' -m.
+test-fast: $(VENV)/.installed-test
+	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m "not slow and not browser" tests $(PYTEST_ARGS)
 
 browser-test: $(VENV)/.installed-test $(VENV)/.installed-browser
 	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m browser tests/browser $(PYTEST_ARGS)

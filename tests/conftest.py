@@ -22,6 +22,30 @@ NO_FASHION_MNIST = (
 )
 
 
+# Files that start TensorFlow clusters on ports they found free: run one after another.
+_SHARED_PORTS = {
+    "test_distributed.py",
+    "11_distributed_training.ipynb",
+    "11_distributed_training_solutions.ipynb",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items):
+    """Every notebook cell nbval collects (``pytest tests notebooks``, as make test runs it)
+    is ``slow``: a notebook runs in its own kernel, TensorFlow's start-up included.
+
+    Under ``make test``'s ``--dist loadgroup`` each file is one unit on one worker (a
+    notebook's cells in order, in one kernel; a module's fixtures built once), and the files
+    that start TensorFlow clusters share one unit, so two never race for a free port.
+    """
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+        group = "tf-cluster-ports" if item.path.name in _SHARED_PORTS else str(item.path)
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(1234)

@@ -74,6 +74,7 @@ def test_every_assignment_has_parts_with_points():
         assert len(autograded_cells(assignment)) >= 2, assignment
 
 
+@pytest.mark.slow
 def test_solutions_score_full_marks(graded):
     _, scores = graded
     for assignment in ASSIGNMENTS:
@@ -83,6 +84,7 @@ def test_solutions_score_full_marks(graded):
             assert float(row["points"]) == float(row["max_points"]) > 0, row
 
 
+@pytest.mark.slow
 def test_written_answers_wait_for_a_teacher(graded):
     _, scores = graded
     written = [r for (s, _, _), r in scores.items() if s == "solution"]
@@ -90,6 +92,7 @@ def test_written_answers_wait_for_a_teacher(graded):
     assert {r["part"] for r in written} == {"why-pathwise-loses", "beta-784"}
 
 
+@pytest.mark.slow
 def test_released_blanks_score_zero_everywhere(graded):
     _, scores = graded
     for assignment in ASSIGNMENTS:
@@ -98,6 +101,7 @@ def test_released_blanks_score_zero_everywhere(graded):
             assert row["status"] == "autograded" and float(row["points"]) == 0, row
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mistake", sorted(MISTAKES))
 def test_a_planted_mistake_loses_exactly_its_parts_points(graded, mistake):
     _, scores = graded
@@ -108,6 +112,7 @@ def test_a_planted_mistake_loses_exactly_its_parts_points(graded, mistake):
             assert float(row["points"]) == expected, (mistake, row)
 
 
+@pytest.mark.slow
 def test_timings_csv_has_a_row_per_submission(graded):
     # The grading time itself is a measurement (make grade prints it), not a test.
     out, _ = graded
@@ -118,6 +123,7 @@ def test_timings_csv_has_a_row_per_submission(graded):
     assert all(float(t["seconds"]) > 0 for t in timings)
 
 
+@pytest.mark.slow
 def test_feedback_html_for_every_submission(graded):
     out, _ = graded
     for student, assignments in STUDENTS.items():
@@ -128,6 +134,7 @@ def test_feedback_html_for_every_submission(graded):
     assert "Score:" in text or "score" in text.lower()
 
 
+@pytest.mark.slow
 def test_scores_csv_lists_every_part_of_every_assignment_for_every_student(graded):
     _, scores = graded
     for student in STUDENTS:
@@ -145,6 +152,7 @@ def _normalized(path: Path) -> dict:
     return notebook
 
 
+@pytest.mark.slow
 def test_committed_release_is_what_nbgrader_generates(graded):
     """The grading run regenerated the student versions from source/ in its scratch course."""
     out, _ = graded

@@ -117,6 +117,7 @@ def run_dir(trained_run, tmp_path):
     return copy, result
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
     out, result = trained_run
     metrics = json.loads((out / "metrics.json").read_text())
@@ -149,6 +150,7 @@ def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
     assert "Test ELBO" in result.stdout
 
 
+@pytest.mark.slow
 def test_rerun_with_more_epochs_continues(run_dir):
     out, _ = run_dir
     args = [*TRAIN, "--out", out]
@@ -168,6 +170,7 @@ def test_rerun_with_more_epochs_continues(run_dir):
     assert "epoch 3" not in again.stdout.lower()  # no epoch trained: no epoch line
 
 
+@pytest.mark.slow
 def test_evaluate_adds_iwae(run_dir):
     out, _ = run_dir
     epochs_before = len(json.loads((out / "metrics.json").read_text())["epochs"])
@@ -187,6 +190,7 @@ def test_evaluate_adds_iwae(run_dir):
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == checkpoints_before
 
 
+@pytest.mark.slow
 def test_evaluate_gives_no_bits_for_a_bernoulli_on_grey_levels(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     out = tmp_path / "grey"
@@ -196,6 +200,7 @@ def test_evaluate_gives_no_bits_for_a_bernoulli_on_grey_levels(tmp_path, capsys,
     assert "bits per pixel" not in capsys.readouterr().out  # not a likelihood of grey levels
 
 
+@pytest.mark.slow
 def test_changed_model_shape_asks_for_a_new_out(trained_run, capsys, monkeypatch):
     out, _ = trained_run
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
@@ -280,6 +285,7 @@ def test_interrupted_or_diverged_run_keeps_checkpoint_message(which, capsys, tmp
     assert metrics["finished"] is False and metrics["epochs"] == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_mid_epoch_keeps_every_finished_epoch_and_the_rerun_resumes(tmp_path):
     out = tmp_path / "run"
     args = ["train", *TINY, "--out", out, "--no-figures"]
@@ -319,6 +325,7 @@ def test_ctrl_c_mid_epoch_keeps_every_finished_epoch_and_the_rerun_resumes(tmp_p
     assert again["epochs"][:done] == metrics["epochs"] and len(again["epochs"]) == done + 1
 
 
+@pytest.mark.slow
 def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(run_dir):
     out, _ = run_dir
     args = [*TRAIN, "--out", out, "--no-figures"]

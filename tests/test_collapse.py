@@ -5,8 +5,8 @@ Gaussian encoder whose per-dimension KL and I(x; z) are known in closed form."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import TEST, TRAIN, small_vae
 from scipy import integrate, stats
-from test_fit import TEST, TRAIN, small_vae
 
 from vae_tutorial import (
     TrainingConfig,
@@ -89,6 +89,7 @@ def test_free_bits_zero_is_the_plain_loss():
     np.testing.assert_allclose(as_tensor, plain, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_fit_with_free_bits_above_every_dimensions_kl(jit_compile):
     # A floor of 50 nats per dimension is above any KL these runs reach, so the KL term is

@@ -245,6 +245,7 @@ class LabelRecorder(ConditionalVAE):
         return super().call(batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_fit_trains_on_make_batches_batches_with_their_labels(jit_compile):
     keras.utils.set_random_seed(0)
@@ -261,6 +262,7 @@ def test_fit_trains_on_make_batches_batches_with_their_labels(jit_compile):
     np.testing.assert_array_equal(model.seen.numpy(), expected)  # 0/1 pixels: exact sums
 
 
+@pytest.mark.slow
 def test_fit_learns_and_resumes_from_its_checkpoint(tmp_path):
     straight = run(epochs=2, seed=3)
     assert straight[1]["train_loss"] < straight[0]["train_loss"]
@@ -281,6 +283,7 @@ def test_fit_learns_and_resumes_from_its_checkpoint(tmp_path):
 # -- the command line --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_trains_and_evaluates_a_conditional_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)

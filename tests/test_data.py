@@ -166,6 +166,7 @@ def test_mnist_npz_in_folder(tmp_path):
     assert "mnist.npz" in d.source
 
 
+@pytest.mark.slow
 def test_real_fashion_mnist_from_shared_data(shared_data):
     for name, folder in [
         ("fashion_mnist", shared_data),
@@ -522,6 +523,7 @@ def test_none_is_exactly_grey_levels():
     np.testing.assert_array_equal(binarize_images(images, "none").numpy(), got)
 
 
+@pytest.mark.slow
 def test_dynamic_differs_by_epoch_and_reproduces():
     images = index_images(64)
 
@@ -563,6 +565,7 @@ def test_static_is_fixed_across_epochs_and_order():
     assert (e0 != binarize_images(images, "dynamic", seed=5).numpy()).mean() > 0.05
 
 
+@pytest.mark.slow
 def test_dynamic_mean_matches_intensities():
     # One image holding every grey level, drawn in many epochs: each pixel's mean over K
     # Bernoulli draws has standard error sqrt(p (1 - p) / K); allow 5 of them.
@@ -622,6 +625,7 @@ for binarize in ("none", "dynamic", "static"):
 """
 
 
+@pytest.mark.slow
 def test_epoch_reproducible_in_a_new_process():
     # Order and draws of epoch 2 in a fresh interpreter (no global TF seed) equal this
     # process's (where conftest sets one): a restarted run sees exactly the same epoch.

@@ -53,6 +53,7 @@ print(json.dumps({{
 """
 
 
+@pytest.mark.slow
 def test_mirrored_on_two_cpus_equals_the_plain_loop_on_the_same_global_batches():
     result = subprocess.run(
         [sys.executable, "-c", TWO_CPUS],
@@ -192,6 +193,7 @@ def _logs(logs: Path) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text()[-2000:]}" for p in sorted(logs.glob("*.log")))
 
 
+@pytest.mark.slow
 def test_multi_worker_cli_trains_and_resumes_after_both_workers_are_killed(tmp_path):
     out, logs = tmp_path / "run", tmp_path / "logs"
     logs.mkdir()
@@ -251,6 +253,7 @@ def test_multi_worker_without_tf_config_is_refused_with_the_fix(monkeypatch, cap
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_under_mirrored_strategy(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     out = tmp_path / "run"

@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import KILL_TRAIN, TEST, TRAIN, small_vae
 
-import vae_tutorial
 from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
 from vae_tutorial.batching import make_batches
 from vae_tutorial.compiled import tracing_count
@@ -33,23 +33,6 @@ KEYS = {
 }
 
 
-def images(n, seed=0):
-    """Blobby uint8 images: random, but with enough structure to learn something."""
-    rng = np.random.default_rng(seed)
-    means = rng.integers(0, 256, size=(4, 28, 28))
-    picks = rng.integers(0, 4, size=n)
-    noise = rng.integers(-40, 41, size=(n, 28, 28))
-    return np.clip(means[picks] + noise, 0, 255).astype(np.uint8)
-
-
-TRAIN, TEST = images(512), images(128, seed=1)
-
-
-def small_vae(seed=0):
-    keras.utils.set_random_seed(seed)
-    return VAE(latent_dim=2, intermediate_dim=32)
-
-
 def run(model=None, epochs=2, **kwargs):
     kwargs.setdefault("batch_size", 64)
     kwargs.setdefault("progress", False)
@@ -60,6 +43,7 @@ def losses(history):
     return [(h["train_loss"], h["reconstruction"], h["kl"], h["test_elbo"]) for h in history]
 
 
+@pytest.mark.slow
 def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys, monkeypatch):
     monkeypatch.setattr("vae_tutorial.training._live_display", lambda: True)  # as in a terminal
     history = run(epochs=2, progress=True)
@@ -78,6 +62,7 @@ def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys, mon
     assert capsys.readouterr().out == ""  # progress=False is silent
 
 
+@pytest.mark.slow
 def test_progress_into_a_file_is_one_plain_line_per_epoch(capsys):
     run(epochs=3, progress=True)  # captured output is no terminal: as with nohup or a log
     lines = capsys.readouterr().out.splitlines()
@@ -85,6 +70,7 @@ def test_progress_into_a_file_is_one_plain_line_per_epoch(capsys):
     assert all("\r" not in line and "\x1b" not in line for line in lines)
 
 
+@pytest.mark.slow
 def test_loss_falls_on_real_mnist():
     data = load_dataset("mnist", download=False).subset(2048, 512)  # the bundled sample
     history = fit(
@@ -96,6 +82,7 @@ def test_loss_falls_on_real_mnist():
     assert test[2] > test[0] + 20
 
 
+@pytest.mark.slow
 def test_resume_after_a_clean_exit_then_more_epochs(tmp_path):
     first = run(epochs=1, checkpoint_dir=tmp_path)
     # A new process would build a new model and optimizer: so do we.
@@ -108,6 +95,7 @@ def test_resume_after_a_clean_exit_then_more_epochs(tmp_path):
     assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-3")
 
 
+@pytest.mark.slow
 def test_two_runs_with_one_seed_agree_and_a_split_run_equals_a_straight_one(tmp_path):
     straight = run(epochs=2, seed=3)
     assert losses(run(epochs=2, seed=3)) == losses(straight)
@@ -117,6 +105,7 @@ def test_two_runs_with_one_seed_agree_and_a_split_run_equals_a_straight_one(tmp_
     assert losses(run(epochs=1, seed=4))[0] != losses(straight)[0]
 
 
+@pytest.mark.slow
 def test_checkpoint_saves_and_restores_the_sampling_rng_state(tmp_path):
     model = small_vae()
     before = model.seed_generator.state.numpy().copy()
@@ -131,17 +120,17 @@ def test_checkpoint_saves_and_restores_the_sampling_rng_state(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-KILL_TRAIN = images(4096, seed=2)  # 512 steps of 8 per epoch: about a second
 CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
-from test_fit import KILL_TRAIN, TEST, small_vae
+from helpers import KILL_TRAIN, TEST, small_vae
 from vae_tutorial import fit
 fit(small_vae(), KILL_TRAIN, TEST, epochs=50, batch_size=8, checkpoint_dir={ckpt!r},
     progress=False)
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_mid_epoch(tmp_path):
     ckpt = tmp_path / "run"
     script = tmp_path / "child.py"
@@ -186,6 +175,7 @@ def one_epoch_checkpoint(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "other", [lambda: VAE(latent_dim=3, intermediate_dim=32), lambda: VAE(2, 16), ConvVAE]
 )
@@ -215,6 +205,7 @@ class NaNAfter(VAE):
         return logits, mu, log_var
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     keras.utils.set_random_seed(0)
     model = NaNAfter(after=8 + 3, latent_dim=2, intermediate_dim=32)  # 8 steps per epoch
@@ -238,12 +229,14 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
         np.testing.assert_array_equal(w.numpy(), s.numpy())
 
 
+@pytest.mark.slow
 def test_non_finite_loss_without_checkpoint_says_none_was_saved():
     with pytest.raises(NonFiniteLossError, match="No checkpoint was saved") as error:
         run(small_vae(), epochs=2, learning_rate=1e6)  # Adam steps of 1e6 blow up at once
     assert error.value.checkpoint is None and "lower learning rate" in str(error.value)
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_scalars_and_images(tmp_path):
     run(epochs=2, tensorboard_dir=tmp_path)
     files = list(tmp_path.glob("events.out.tfevents.*"))
@@ -258,6 +251,7 @@ def test_tensorboard_event_files_hold_the_scalars_and_images(tmp_path):
     assert steps == {1, 2}
 
 
+@pytest.mark.slow
 def test_kl_warmup_schedule():
     assert [kl_warmup_beta(e, 1.0, 4) for e in (1, 2, 3, 4, 5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
     assert kl_warmup_beta(1, 2.0, 0) == 2.0
@@ -289,6 +283,7 @@ def test_bad_arguments_raise_value_error_naming_the_fix(kwargs, match):
         fit(model, train, test, progress=False, **kwargs)
 
 
+@pytest.mark.slow
 def test_two_models_trained_by_fit_in_one_process():
     first = run(VAE(2, 32), epochs=1)
     second = run(VAE(3, 48), epochs=1)
@@ -298,10 +293,7 @@ def test_two_models_trained_by_fit_in_one_process():
         assert math.isfinite(history[0]["train_loss"])
 
 
-def test_fit_is_exported():
-    assert vae_tutorial.fit is fit and vae_tutorial.NonFiniteLossError is NonFiniteLossError
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("binarize", ["none", "static", "dynamic", "dequantize"])
 def test_the_fast_runner_trains_as_the_plain_loop(binarize):
     # PlainEpochs (fast=False) runs notebook 05's loop, one compiled step per batch; the fast
@@ -331,6 +323,7 @@ class BatchRecorder(VAE):
         return super().call(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binarize", ["dynamic", "static"])
 @pytest.mark.parametrize("runner", [{"fast": False}, {"jit_compile": False}, {"jit_compile": True}])
 def test_fit_trains_on_exactly_make_batches_batches(binarize, runner):
@@ -348,6 +341,7 @@ def test_fit_trains_on_exactly_make_batches_batches(binarize, runner):
     np.testing.assert_array_equal(model.seen.numpy(), expected)  # 0/1 pixels: exact sums
 
 
+@pytest.mark.slow
 def test_training_more_models_and_more_epochs_does_not_retrace():
     first, second = small_vae(), small_vae(seed=1)
     optimizer = keras.optimizers.Adam(1e-3)

@@ -229,6 +229,7 @@ def data_for(likelihood, images):
     return mode, vt.binarize_images(images, mode, seed=0).numpy()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, conv",
     # the convolutional model with one and with two outputs per pixel (it is slower to build)
@@ -285,6 +286,7 @@ def test_checkpoint_round_trip_keeps_the_likelihood(tmp_path):
     np.testing.assert_allclose(clone.log_likelihood(x, mu), model.log_likelihood(x, mu), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_fit_refuses_data_the_likelihood_does_not_model_and_trains_on_what_it_does():
     images = grey_images(128)
     model = vt.VAE(latent_dim=2, intermediate_dim=16, likelihood="gaussian_learned_variance")
@@ -311,6 +313,7 @@ def test_unknown_likelihood_and_options_are_clear_errors():
     assert float(positive_scale(tf.constant(-50.0), 1e-3)) == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_cli_trains_and_evaluates_with_a_likelihood(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)

@@ -16,6 +16,7 @@ from vae_tutorial.startup import check_versions
 STARTUP = Path(__file__).resolve().parents[1] / "vae_tutorial" / "startup.py"
 
 
+@pytest.mark.slow
 def test_importing_the_package_prints_no_tensorflow_start_up_notices():
     result = subprocess.run(
         [sys.executable, "-c", "import vae_tutorial"], capture_output=True, text=True, check=True
@@ -25,6 +26,7 @@ def test_importing_the_package_prints_no_tensorflow_start_up_notices():
     assert "cpu_feature_guard" not in result.stderr
 
 
+@pytest.mark.slow
 def test_lines_other_than_the_known_notices_reach_stderr(tmp_path):
     # A stand-in `tensorflow` that writes two known notices and one real error to descriptor 2.
     (tmp_path / "tensorflow.py").write_text(

@@ -16,6 +16,7 @@ def binary_images(n, shape=(784,)):
     return RNG.integers(0, 2, size=(n, *shape)).astype("float32")
 
 
+@pytest.mark.slow
 def test_the_articles_epoch_loop_runs_unchanged():
     """The original article's usage snippet, verbatim but for the import, its data and its size."""
     from vae_tutorial import load_dataset
@@ -66,6 +67,7 @@ def test_train_step_returns_the_batch_loss_and_lowers_it():
     assert 0 < losses[0] < 784 * np.log(2) + 20
 
 
+@pytest.mark.slow
 def test_a_second_and_third_model_in_the_same_process():
     """The article's module-level tf.function fails here ('SymbolicTensor' has no 'handle')."""
     x = binary_images(32)

@@ -1,0 +1,27 @@
+"""Tiny data and a tiny model shared by the fit tests (test_fit.py, test_collapse.py) and by
+the fresh process of test_fit's SIGKILL test. A plain module, not a test module, so no test
+module imports another: tests/ has no __init__.py, and pytest's default import mode puts it on
+sys.path (as for conftest.py), so ``from helpers import ...`` finds it."""
+
+import keras
+import numpy as np
+
+from vae_tutorial import VAE
+
+
+def images(n, seed=0):
+    """Blobby uint8 images: random, but with enough structure to learn something."""
+    rng = np.random.default_rng(seed)
+    means = rng.integers(0, 256, size=(4, 28, 28))
+    picks = rng.integers(0, 4, size=n)
+    noise = rng.integers(-40, 41, size=(n, 28, 28))
+    return np.clip(means[picks] + noise, 0, 255).astype(np.uint8)
+
+
+TRAIN, TEST = images(512), images(128, seed=1)
+KILL_TRAIN = images(4096, seed=2)  # 512 steps of 8 per epoch: about a second
+
+
+def small_vae(seed=0):
+    keras.utils.set_random_seed(seed)
+    return VAE(latent_dim=2, intermediate_dim=32)
