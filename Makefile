@@ -6,7 +6,7 @@
 #   make test-fast      the unit tests not marked `slow`: no notebooks, no subprocess, nbgrader
 #                       or multi-second tests (about 2 minutes; make test still runs them all)
 #   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium)
-#   make lint           ruff check + ruff format --check
+#   make lint           ruff check + ruff format --check + mypy (type check of the package)
 #   make benchmark      time the training step (benchmarks/bench_training.py)
 #   make assignments    regenerate the student versions assignments/release/ from assignments/source/ (nbgrader)
 #   make grade SUBMISSIONS=folder [GRADES=grades]
@@ -69,6 +69,7 @@ browser-test: $(VENV)/.installed-test $(VENV)/.installed-browser
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy vae_tutorial
 
 benchmark: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_training.py

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.idx import aligned_empty, as_tensor
+from vae_tutorial.types_ import Array, Batch, TensorLike
 from vae_tutorial.validation import (
     check_choice,
     check_int,
@@ -51,7 +52,7 @@ def static_draw(images: np.ndarray, seed: int) -> np.ndarray:
     return draw
 
 
-def batch_counter(epoch, batch_number) -> tf.Tensor:
+def batch_counter(epoch: TensorLike, batch_number: TensorLike) -> tf.Tensor:
     """The random counter of a batch, ``epoch * 2**32 + batch_number``: a fresh draw per batch."""
     return tf.cast(epoch, tf.int64) * 2**32 + tf.cast(batch_number, tf.int64)
 
@@ -71,7 +72,7 @@ def _words(value):
     return [tf.cast(low, tf.uint32), tf.cast(tf.bitwise.right_shift(value, 32), tf.uint32)]
 
 
-def counter_uniform(shape, seed, counter) -> tf.Tensor:
+def counter_uniform(shape: TensorLike, seed: TensorLike, counter: TensorLike) -> tf.Tensor:
     """float32 uniforms in [0, 1) fixed by (``seed``, ``counter``): a counter-based generator.
 
     Like ``tf.random.stateless_uniform``, each number is a hash of its position and a key,
@@ -88,7 +89,7 @@ def counter_uniform(shape, seed, counter) -> tf.Tensor:
     return tf.cast(tf.bitwise.right_shift(bits, 8), tf.float32) / 2**24  # 24 exact bits
 
 
-def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
+def to_float(images: TensorLike, binarize: str, seed: int, counter: TensorLike) -> tf.Tensor:
     """A uint8 batch (already 0/1 for "static") -> float32 values for the likelihood."""
     if binarize == "static":
         return tf.cast(images, tf.float32)
@@ -102,7 +103,7 @@ def to_float(images, binarize: str, seed: int, counter) -> tf.Tensor:
     return tf.cast(counter_uniform(tf.shape(probs), seed, counter) < probs, tf.float32)
 
 
-def split_batch(batch):
+def split_batch(batch: Batch) -> tuple[Array, Array | None]:
     """``(images, labels)`` of a batch: a conditional batch is that pair, a plain one has
     no labels (None). Taught in notebook 10_conditional_vae."""
     if isinstance(batch, (tuple, list)):
@@ -111,12 +112,14 @@ def split_batch(batch):
     return batch, None
 
 
-def join_batch(images, labels):
+def join_batch(images: Array, labels: Array | None) -> Batch:
     """The batch a model is called on: ``images``, or ``(images, labels)`` with labels."""
     return images if labels is None else (images, labels)
 
 
-def binarize_images(images, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0):
+def binarize_images(
+    images: np.ndarray, binarize: str = "dynamic", *, seed: int = 0, epoch: int = 0
+) -> tf.Tensor:
     """Turn uint8 images (N, 28, 28) into float32 values in [0, 1] for a likelihood.
 
     - "none": grey levels ``images / 255`` in [0, 1]. A Bernoulli likelihood on grey levels is
@@ -152,7 +155,7 @@ def num_batches(n_images: int, batch_size: int, drop_remainder: bool = False) ->
 
 
 def make_batches(
-    images,
+    images: np.ndarray,
     *,
     batch_size: int = 128,
     binarize: str = "dynamic",
@@ -160,7 +163,7 @@ def make_batches(
     seed: int = 0,
     epoch: int = 0,
     drop_remainder: bool = False,
-    labels=None,
+    labels: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of float32 batches (B, 28, 28) in [0, 1] for one epoch.
 
@@ -203,7 +206,14 @@ def make_batches(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def held_out_batches(images, *, batch_size: int, binarize: str, seed: int, labels=None):
+def held_out_batches(
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    binarize: str,
+    seed: int,
+    labels: np.ndarray | None = None,
+) -> tf.data.Dataset:
     """The batches a model is scored on: ``images`` in order, binarized by one fixed draw
     (the epoch ``HELD_OUT_EPOCH``), the same every epoch and after a restart.
 

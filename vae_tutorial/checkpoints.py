@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 _KEEP = 3  # checkpoints kept: the newest and two to fall back on
@@ -27,7 +29,7 @@ class _Damaged(Exception):
     """A checkpoint's files cannot be read (truncated or missing)."""
 
 
-def model_spec(model) -> dict:
+def model_spec(model: keras.Model) -> dict:
     """What a checkpoint must agree on with the model: class, latent size, variable shapes."""
     return {
         "model": type(model).__name__,
@@ -91,7 +93,12 @@ class RunCheckpoint:
     Taught in notebook 05_training_on_mnist.
     """
 
-    def __init__(self, directory, model, optimizer=None):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer | None = None,
+    ) -> None:
         self.directory = os.fspath(directory)
         self.model = model
         self._history = tf.Variable("[]", dtype=tf.string)
@@ -111,7 +118,7 @@ class RunCheckpoint:
         """The path of the newest checkpoint, or None before the first save."""
         return self._manager.latest_checkpoint
 
-    def resume(self, report=print) -> list[dict]:
+    def resume(self, report: Callable[[str], object] = print) -> list[dict]:
         """Restore the newest checkpoint that reads back; return its history ([] if none).
 
         A damaged checkpoint is moved into ``damaged/`` (kept, not deleted) and the one
@@ -161,7 +168,7 @@ class RunCheckpoint:
         self._manager = self._new_manager()
         return aside
 
-    def save(self, history: list[dict]) -> str:
+    def save(self, history: list[dict]) -> str | None:
         """Save the model, optimizer and ``history`` as ``ckpt-<number of epochs>``."""
         self._history.assign(json.dumps(history))
         return self._manager.save(checkpoint_number=len(history))
@@ -174,7 +181,7 @@ class RunCheckpoint:
         return path
 
 
-def restore_run(model, checkpoint_dir) -> list[dict]:
+def restore_run(model: keras.Model, checkpoint_dir: str | os.PathLike) -> list[dict]:
     """Load a trained run's newest checkpoint into ``model``; return the run's history.
 
     ``model`` must be built as the run's was (same class and sizes): another model's

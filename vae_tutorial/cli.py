@@ -60,7 +60,7 @@ DEF = "(default: %(default)s)"
 class CLIError(Exception):
     """A problem the user can fix; ``main`` prints it as one ``error:`` line."""
 
-    def __init__(self, message: str, exit_code: int = 1):
+    def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices = BINARIZE_MODES if setting.name == "binarize" else None
         train.add_argument(
             "--" + setting.name.replace("_", "-"),
-            type=None if choices else _setting_type(setting.name, type(setting.default)),
+            type=str if choices else _setting_type(setting.name, type(setting.default)),
             choices=choices,
             default=default,
             help=f"{setting.metadata['help']} {DEF}",
@@ -403,7 +403,7 @@ def _strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def cmd_train(args) -> int:
+def cmd_train(args: argparse.Namespace) -> int:
     strategy = _strategy(args.strategy)
     chief = is_chief(strategy)  # on a cluster only the chief writes into --out
     config = _train_config(args)
@@ -452,6 +452,7 @@ def cmd_train(args) -> int:
             _write_json(out / "metrics.json", _metrics(data, config, history, previous))
 
     started = time.perf_counter()
+    history: list[dict] | None
     try:
         history = vt.fit(
             model,
@@ -501,7 +502,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
     config = _read_json(out / "config.json")
     if config is None:
@@ -576,7 +577,7 @@ def _bits_per_pixel(model, binarize, log_likelihood):
     return vt.bits_per_dim(log_likelihood, dims=pixels, dequantized=binarize == "dequantize")
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vae_tutorial`` and the ``vae-tutorial`` script."""
     args = build_parser().parse_args(argv)
     command = {"train": cmd_train, "evaluate": cmd_evaluate}[args.command]

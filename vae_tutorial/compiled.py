@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import weakref
+from collections.abc import Callable
 
+import keras
 import tensorflow as tf
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -20,7 +22,7 @@ def _call_with_model(model_ref, function, *args, **kwargs):
     return function(model_ref(), *args, **kwargs)
 
 
-def compiled_for(model, function, **tf_function_options):
+def compiled_for(model: keras.Model, function: Callable, **tf_function_options: object) -> Callable:
     """``tf.function`` of ``function(model, *args)``, made once per model and options."""
     per_model = _CACHE.setdefault(model, {})
     key = (function, tuple(sorted(tf_function_options.items())))
@@ -32,6 +34,6 @@ def compiled_for(model, function, **tf_function_options):
     return per_model[key]
 
 
-def tracing_count(model) -> int:
+def tracing_count(model: keras.Model) -> int:
     """How many times ``model``'s compiled functions were traced so far (a retracing check)."""
     return sum(f.experimental_get_tracing_count() for f in _CACHE.get(model, {}).values())

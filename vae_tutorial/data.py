@@ -277,7 +277,7 @@ def _load_from_dir(name: str, folder: Path, from_env: bool) -> ImageData:
     for cand in candidates:
         found = {key: _find_file(cand, stem) for key, stem in _IDX_FILES.items()}
         if all(found.values()):
-            arrays = {key: read_idx(path) for key, path in found.items()}
+            arrays = {key: read_idx(path) for key, path in found.items() if path is not None}
             return _from_arrays(
                 name, f"{spec.title} IDX files in {cand}", arrays, f"IDX files in {cand}"
             )

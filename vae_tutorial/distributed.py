@@ -26,9 +26,12 @@ Taught in notebook 11_distributed_training.
 from __future__ import annotations
 
 import functools
+import os
 import tempfile
+from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.batching import HELD_OUT_EPOCH, batch_counter, make_batches, num_batches
@@ -37,13 +40,23 @@ from vae_tutorial.epochs import EpochResult, Progress
 from vae_tutorial.fast import run_in_calls
 from vae_tutorial.losses import negative_elbo_per_example
 from vae_tutorial.step import prepare_for_training
+from vae_tutorial.types_ import TensorLike
 from vae_tutorial.validation import check_created_in_scope, check_strategy
 
 _STEPS_PER_CALL = 32  # steps per tf.function call; the progress bar moves between calls
 _SUM = tf.distribute.ReduceOp.SUM
 
 
-def batches_with_noise(model, images, *, batch_size, binarize, seed, epoch, shuffle=True):
+def batches_with_noise(
+    model: keras.Model,
+    images: np.ndarray,
+    *,
+    batch_size: int,
+    binarize: str,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+) -> tf.data.Dataset:
     """``make_batches``' batches for ``model``, each with its reparameterization noise.
 
     Element b is ``(x, eps)``: x of shape (size, *model.event_shape) and eps ~ N(0, I) of
@@ -64,7 +77,9 @@ def batches_with_noise(model, images, *, batch_size, binarize, seed, epoch, shuf
     return batches.enumerate().map(add_noise).with_options(options)
 
 
-def replica_terms(model, x, eps, beta=1.0):
+def replica_terms(
+    model: keras.Model, x: tf.Tensor, eps: tf.Tensor, beta: TensorLike = 1.0
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Per-example ``(loss, reconstruction, kl)`` of a batch, z = mu + exp(log_var / 2) * eps.
 
     The model's forward pass with the given noise (``model(x)`` draws its own).
@@ -77,7 +92,15 @@ def replica_terms(model, x, eps, beta=1.0):
     )
 
 
-def replica_step(model, optimizer, x, eps, *, beta, global_batch_size):
+def replica_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: tf.Tensor,
+    eps: tf.Tensor,
+    *,
+    beta: TensorLike,
+    global_batch_size: TensorLike,
+) -> tf.Tensor:
     """One replica's share of a step; returns its sums of (loss, reconstruction, kl).
 
     Its loss is sum_i l_i / global_batch_size over its own examples
@@ -137,7 +160,17 @@ class DistributedEpochs:
     Taught in notebook 11_distributed_training.
     """
 
-    def __init__(self, strategy, model, optimizer, images, *, batch_size, binarize, seed):
+    def __init__(
+        self,
+        strategy: tf.distribute.Strategy,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+        images: np.ndarray,
+        *,
+        batch_size: int,
+        binarize: str,
+        seed: int,
+    ) -> None:
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
         self.images, self.batch_size, self.binarize, self.seed = images, batch_size, binarize, seed
         self.steps_per_epoch = num_batches(len(images), batch_size)
@@ -173,14 +206,22 @@ class DistributedEpochs:
 
         return run_in_calls(next_call, self.steps_per_epoch, progress)
 
-    def held_out_elbo(self, images, batch_size: int) -> float:
+    def held_out_elbo(self, images: np.ndarray, batch_size: int) -> float:
         """The average ELBO on ``images`` (the held-out epoch's binarization and noise)."""
         iterator = self._iterator(images, batch_size, epoch=HELD_OUT_EPOCH, shuffle=False)
         total, count = self._held_out(iterator, num_batches(len(images), batch_size)).numpy()
         return float(total / count)
 
 
-def distributed_epochs(strategy, model, optimizer, images, *, learning_rate, **settings):
+def distributed_epochs(
+    strategy: tf.distribute.Strategy,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer | None,
+    images: np.ndarray,
+    *,
+    learning_rate: float,
+    **settings: Any,
+) -> tuple[keras.optimizers.Optimizer, DistributedEpochs]:
     """The optimizer (default Adam, made in ``strategy.scope()``) and the epochs runner.
 
     The model's and the optimizer's variables are created in the strategy's scope (so they
@@ -197,7 +238,7 @@ def distributed_epochs(strategy, model, optimizer, images, *, learning_rate, **s
     return optimizer, DistributedEpochs(strategy, model, optimizer, images, **settings)
 
 
-def is_chief(strategy) -> bool:
+def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
     """Whether this process writes the run's files: True except on a multi-worker cluster's
     other workers (the chief is task "chief", or worker 0 when the cluster has none).
 
@@ -205,7 +246,7 @@ def is_chief(strategy) -> bool:
     """
     resolver = strategy.cluster_resolver if strategy is not None else None
     cluster = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not cluster or resolver.task_type is None:
+    if resolver is None or not cluster or resolver.task_type is None:
         return True
     if "chief" in cluster:
         return resolver.task_type == "chief"
@@ -218,18 +259,28 @@ class WorkerCheckpoint(RunCheckpoint):
     is removed at once. Taught in notebook 11_distributed_training.
     """
 
-    def __init__(self, directory, model, optimizer):
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        model: keras.Model,
+        optimizer: keras.optimizers.Optimizer,
+    ) -> None:
         super().__init__(directory, model, optimizer)
         self.optimizer = optimizer
 
-    def save(self, history: list[dict]) -> str:
+    def save(self, history: list[dict]) -> str | None:
         """Save as the chief does, into a temporary directory; return the chief's newest path."""
         with tempfile.TemporaryDirectory(prefix="vae_worker_") as scratch:
             RunCheckpoint(scratch, self.model, self.optimizer).save(history)
         return self.latest
 
 
-def run_checkpoint(strategy, directory, model, optimizer) -> RunCheckpoint:
+def run_checkpoint(
+    strategy: tf.distribute.Strategy | None,
+    directory: str | os.PathLike,
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+) -> RunCheckpoint:
     """The chief's ``RunCheckpoint(directory, ...)``, or a :class:`WorkerCheckpoint` elsewhere."""
     kind = RunCheckpoint if is_chief(strategy) else WorkerCheckpoint
     return kind(directory, model, optimizer)

@@ -40,9 +40,12 @@ class EpochResult:
     non_finite_step: int | None = None
 
     @classmethod
-    def of_sums(cls, sums: np.ndarray, images: int, steps: int, steps_per_epoch: int):
+    def of_sums(
+        cls, sums: np.ndarray, images: int, steps: int, steps_per_epoch: int
+    ) -> EpochResult:
         """The epoch so far from per-image sums of [loss, reconstruction, kl]."""
-        return cls(*(sums / max(images, 1)), images, steps, steps_per_epoch)
+        train_loss, reconstruction, kl = sums / max(images, 1)
+        return cls(train_loss, reconstruction, kl, images, steps, steps_per_epoch)
 
 
 Progress = Callable[[int, EpochResult], None]
@@ -79,7 +82,7 @@ class PlainEpochs:
         seed: int,
         labels: np.ndarray | None = None,
         free_bits: float = 0.0,
-    ):
+    ) -> None:
         self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
         self.batch_size, self.binarize, self.seed = batch_size, binarize, seed
         self.free_bits = free_bits

@@ -8,7 +8,9 @@ Taught in notebooks 05_training_on_mnist and 09_beta_and_posterior_collapse.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -19,6 +21,7 @@ from vae_tutorial.losses import (
     kl_divergence,
     kl_divergence_per_dimension,
 )
+from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int, graph_errors_as_value_errors
 
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
@@ -55,7 +58,7 @@ def _encode(model, x, labels):
     return model.encode(x) if labels is None else model.encode(x, labels)
 
 
-def iwae_bound(model, x, k, seed=None):
+def iwae_bound(model: keras.Model, x: Batch, k: int, seed: int | None = None) -> tf.Tensor:
     """The importance-weighted lower bound on log p(x) with ``k`` samples, per example.
 
     log p(x) >= L_k = E[ log (1/k) sum_s p(x, z_s) / q(z_s | x) ],  z_s ~ q(z | x).
@@ -104,7 +107,7 @@ def _elbo_sums(model, batches):
     return totals
 
 
-def evaluate_elbo(model, batches) -> dict[str, float]:
+def evaluate_elbo(model: keras.Model, batches: Iterable[Batch]) -> dict[str, float]:
     """Average ELBO over a dataset of batches, in nats per image (negative; higher is better).
 
     Returns ``{"elbo", "log_likelihood", "kl", "images"}``. One z is sampled per image, as
@@ -124,7 +127,9 @@ def evaluate_elbo(model, batches) -> dict[str, float]:
     }
 
 
-def evaluate_iwae(model, batches, k, seed=None) -> float:
+def evaluate_iwae(
+    model: keras.Model, batches: Iterable[Batch], k: int, seed: int | None = None
+) -> float:
     """Average importance-weighted bound L_k over a dataset, in nats per image.
 
     With large k (1,000-5,000) this is the standard estimate of the test log-likelihood.
@@ -140,7 +145,7 @@ def evaluate_iwae(model, batches, k, seed=None) -> float:
     return total / count
 
 
-def posterior_mean_variance(model, batches) -> np.ndarray:
+def posterior_mean_variance(model: keras.Model, batches: Iterable[Batch]) -> np.ndarray:
     """Per latent dimension, the variance across the data of the posterior mean E_q[z | x].
 
     A dimension whose posterior mean does not move with x carries no information about x:
@@ -149,7 +154,7 @@ def posterior_mean_variance(model, batches) -> np.ndarray:
     return _posterior_parameters(model, batches)[0].var(axis=0)
 
 
-def active_units(model, batches, threshold=0.01) -> int:
+def active_units(model: keras.Model, batches: Iterable[Batch], threshold: float = 0.01) -> int:
     """How many latent dimensions are active: Cov_x(E_q[z | x]) > ``threshold``.
 
     The posterior-collapse diagnostic of Burda et al. (2015), who use threshold 0.01.
@@ -163,10 +168,11 @@ def _posterior_parameters(model, batches) -> tuple[np.ndarray, np.ndarray]:
     encoded = [_encode(model, *split_batch(_as_model_batch(model, b))) for b in batches]
     if not encoded:
         raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")
-    return tuple(np.concatenate([part[i].numpy() for part in encoded]) for i in (0, 1))
+    mu, log_var = (np.concatenate([part[i].numpy() for part in encoded]) for i in (0, 1))
+    return mu, log_var
 
 
-def kl_per_dimension(model, batches) -> np.ndarray:
+def kl_per_dimension(model: keras.Model, batches: Iterable[Batch]) -> np.ndarray:
     """Per latent dimension j, the KL term's part averaged over the data, shape (latent_dim,).
 
     KL_j = mean_n 1/2 (sigma_nj^2 + mu_nj^2 - 1 - log sigma_nj^2) (``losses.
@@ -178,7 +184,9 @@ def kl_per_dimension(model, batches) -> np.ndarray:
     return kl_divergence_per_dimension(mu, log_var).numpy().mean(axis=0)
 
 
-def mutual_information(model, batches, n_samples=1, seed=0) -> float:
+def mutual_information(
+    model: keras.Model, batches: Iterable[Batch], n_samples: int = 1, seed: int = 0
+) -> float:
     """Estimate of I(x; z) in nats under q(z | x) p_data(x), over the N images in ``batches``.
 
     I = mean_n E_{z ~ q(z|x_n)} [ log q(z | x_n) - log q(z) ],

@@ -84,7 +84,8 @@ def read_idx(path: str | Path) -> np.ndarray:
                     f"IDX dataset this package reads; {fix}"
                 )
             out = aligned_empty(shape)
-            view = memoryview(out).cast("B")
+            # numpy declares ndarray a buffer (__buffer__) to type checkers from Python 3.12 on
+            view = memoryview(out).cast("B")  # type: ignore[arg-type]
             filled = 0
             while filled < out.size:
                 got = f.readinto(view[filled:])

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.losses import LOG_2PI, bernoulli_log_likelihood, sum_over_pixels
+from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import (
     check_choice,
     check_finite_number,
@@ -39,7 +40,7 @@ LEVELS = 256  # 8-bit pixels: k = 0, 1, ..., 255
 _SERIES_LIMIT = 0.1  # |logit| below which the continuous Bernoulli uses its Taylor series
 
 
-def positive_scale(raw, min_scale):
+def positive_scale(raw: tf.Tensor, min_scale: float) -> tf.Tensor:
     """A decoder output made a scale: ``softplus(raw) + min_scale``, smooth and > 0.
 
     The floor keeps a density from growing without bound on pixels it predicts perfectly.
@@ -48,7 +49,7 @@ def positive_scale(raw, min_scale):
     return tf.nn.softplus(raw) + tf.cast(min_scale, raw.dtype)
 
 
-def continuous_bernoulli_log_normalizer(logits):
+def continuous_bernoulli_log_normalizer(logits: TensorLike) -> tf.Tensor:
     """log C(lambda) per pixel, lambda = sigmoid(logits), finite for every logit.
 
     C(lambda) = 2 artanh(1 - 2 lambda) / (1 - 2 lambda) makes lambda^x (1 - lambda)^(1 - x)
@@ -68,7 +69,7 @@ def continuous_bernoulli_log_normalizer(logits):
     return tf.where(near_half, series, direct)
 
 
-def continuous_bernoulli_mean(logits):
+def continuous_bernoulli_mean(logits: TensorLike) -> tf.Tensor:
     """E[x] per pixel: 1/2 + L(eta / 2) / 2 with L(t) = coth t - 1/t (Langevin's function).
 
     The same as lambda / (2 lambda - 1) + 1 / (2 artanh(1 - 2 lambda)); for |eta| < 0.1,
@@ -83,7 +84,7 @@ def continuous_bernoulli_mean(logits):
     return 0.5 + 0.5 * tf.where(near_half, series, direct)
 
 
-def discretized_logistic_log_prob(x, mean, scale):
+def discretized_logistic_log_prob(x: TensorLike, mean: TensorLike, scale: TensorLike) -> tf.Tensor:
     """log P(k) per pixel of the level k = round(255 x) under a discretized logistic.
 
     P(k) = F(b) - F(a), F the logistic CDF sigmoid((y - mean) / scale), over the bin
@@ -106,7 +107,9 @@ def discretized_logistic_log_prob(x, mean, scale):
     return below_top + above_bottom + middle
 
 
-def bits_per_dim(log_likelihood, dims=784, dequantized=False):
+def bits_per_dim(
+    log_likelihood: TensorLike, dims: int = 784, dequantized: bool = False
+) -> TensorLike:
     """Nats per image -> bits per pixel: -log_likelihood / (dims * ln 2).
 
     For a density on [0, 1]^D scored on dequantized 8-bit data y = (k + u) / 256, u ~ U[0, 1),
@@ -140,14 +143,14 @@ class Likelihood:
         pixel comparable across models): all the modes it trains on, but for the Bernoulli."""
         return self.binarize_modes
 
-    def split(self, output):
+    def split(self, output: TensorLike) -> list[tf.Tensor]:
         """The decoder output cut into ``params_per_pixel`` tensors, each of x's shape."""
         output = tf.convert_to_tensor(output)
         if self.params_per_pixel == 1:
             return [output]
         return tf.split(output, self.params_per_pixel, axis=-1)
 
-    def log_prob(self, x, output):
+    def log_prob(self, x: TensorLike, output: TensorLike) -> tf.Tensor:
         """log p(x | z) per example, summed over pixels, shape ``(batch,)``, in nats."""
         output = tf.convert_to_tensor(output)
         x = tf.cast(x, output.dtype)
@@ -155,15 +158,23 @@ class Likelihood:
         check_same_shape(x, params[0])
         return sum_over_pixels(self.pixel_log_prob(check_pixels(x), *params))
 
-    def pixel_log_prob(self, x, *params):
+    def pixel_log_prob(self, x: tf.Tensor, *params: tf.Tensor) -> tf.Tensor:
         """log p per pixel from x and the split decoder output (each subclass's formula)."""
         raise NotImplementedError
 
-    def get_config(self):
+    def mean(self, output: TensorLike) -> tf.Tensor:
+        """The distribution's mean per pixel: the images ``reconstruct`` and ``sample`` show."""
+        raise NotImplementedError
+
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
+        """A draw x ~ p(x | z) per pixel, of x's shape."""
+        raise NotImplementedError
+
+    def get_config(self) -> str | dict:
         """What rebuilds this likelihood with :func:`get_likelihood`: its name."""
         return self.name
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.get_config()!r})"
 
 
@@ -174,13 +185,13 @@ class Bernoulli(Likelihood):
     binarize_modes = ("dynamic", "static", "none", "dequantize")
     scores_data = ("dynamic", "static")  # on grey values it is a cross-entropy, no likelihood
 
-    def log_prob(self, x, output):
+    def log_prob(self, x: TensorLike, output: TensorLike) -> tf.Tensor:
         return bernoulli_log_likelihood(x, output)
 
-    def mean(self, output):
+    def mean(self, output: TensorLike) -> tf.Tensor:
         return tf.sigmoid(output)
 
-    def sample(self, output, seed=None):
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
         output = tf.convert_to_tensor(output)
         draw = _uniform(tf.shape(output), output.dtype, seed) < tf.sigmoid(output)
         return tf.cast(draw, output.dtype)
@@ -191,15 +202,15 @@ class ContinuousBernoulli(Likelihood):
 
     name = "continuous_bernoulli"
 
-    def log_prob(self, x, output):
+    def log_prob(self, x: TensorLike, output: TensorLike) -> tf.Tensor:
         output = tf.convert_to_tensor(output)
         log_c = sum_over_pixels(continuous_bernoulli_log_normalizer(output))
         return bernoulli_log_likelihood(x, output) + log_c
 
-    def mean(self, output):
+    def mean(self, output: TensorLike) -> tf.Tensor:
         return continuous_bernoulli_mean(output)
 
-    def sample(self, output, seed=None):
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
         """By the inverse CDF: x = log(1 + u (e^eta - 1)) / eta, written for eta <= 0 and
         mirrored (x(eta, u) = 1 - x(-eta, 1 - u)), so nothing overflows; for |eta| < 1e-3,
         its expansion x = u + eta u (1 - u) / 2 (error below 1e-6)."""
@@ -225,23 +236,23 @@ class Gaussian(Likelihood):
 
     name = "gaussian"
 
-    def __init__(self, sigma=0.1):
+    def __init__(self, sigma: float = 0.1) -> None:
         self.sigma = check_finite_number(sigma, "sigma", exclusive=True, fix="e.g. sigma=0.1.")
 
-    def pixel_log_prob(self, x, mean):
+    def pixel_log_prob(self, x: tf.Tensor, mean: tf.Tensor) -> tf.Tensor:
         log_sigma = math.log(self.sigma)
         return -0.5 * LOG_2PI - log_sigma - 0.5 * tf.square((x - mean) / self.sigma)
 
-    def mean(self, output):
+    def mean(self, output: TensorLike) -> tf.Tensor:
         return tf.convert_to_tensor(output)
 
-    def sample(self, output, seed=None):
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
         output = tf.convert_to_tensor(output)
         return output + self.sigma * keras.random.normal(
             tf.shape(output), dtype=output.dtype, seed=seed
         )
 
-    def get_config(self):
+    def get_config(self) -> str | dict:
         return self.name if self.sigma == 0.1 else {"name": self.name, "sigma": self.sigma}
 
 
@@ -250,14 +261,14 @@ class _LearnedScale(Likelihood):
 
     params_per_pixel = 2
 
-    def __init__(self, min_scale=1e-3):
+    def __init__(self, min_scale: float = 1e-3) -> None:
         self.min_scale = check_finite_number(min_scale, "min_scale", exclusive=True)
 
-    def location_and_scale(self, output):
+    def location_and_scale(self, output: TensorLike) -> tuple[tf.Tensor, tf.Tensor]:
         location, raw_scale = self.split(output)
         return location, positive_scale(raw_scale, self.min_scale)
 
-    def get_config(self):
+    def get_config(self) -> str | dict:
         if self.min_scale == 1e-3:
             return self.name
         return {"name": self.name, "min_scale": self.min_scale}
@@ -269,14 +280,14 @@ class GaussianLearnedVariance(_LearnedScale):
 
     name = "gaussian_learned_variance"
 
-    def pixel_log_prob(self, x, mean, raw_scale):
+    def pixel_log_prob(self, x: tf.Tensor, mean: tf.Tensor, raw_scale: tf.Tensor) -> tf.Tensor:
         sigma = positive_scale(raw_scale, self.min_scale)
         return -0.5 * LOG_2PI - tf.math.log(sigma) - 0.5 * tf.square((x - mean) / sigma)
 
-    def mean(self, output):
+    def mean(self, output: TensorLike) -> tf.Tensor:
         return self.split(output)[0]
 
-    def sample(self, output, seed=None):
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
         mean, sigma = self.location_and_scale(output)
         return mean + sigma * keras.random.normal(tf.shape(mean), dtype=mean.dtype, seed=seed)
 
@@ -293,17 +304,17 @@ class DiscretizedLogistic(_LearnedScale):
         "levels themselves, undequantized"
     )
 
-    def pixel_log_prob(self, x, mean, raw_scale):
+    def pixel_log_prob(self, x: tf.Tensor, mean: tf.Tensor, raw_scale: tf.Tensor) -> tf.Tensor:
         return discretized_logistic_log_prob(x, mean, positive_scale(raw_scale, self.min_scale))
 
-    def mean(self, output):
+    def mean(self, output: TensorLike) -> tf.Tensor:
         """E[k / 255] = sum_{k=1}^{255} P(K >= k) / 255 = sum_k (1 - F((k - 1/2) / 255)) / 255."""
         mean, scale = self.location_and_scale(output)
         edges = (tf.range(1, LEVELS, dtype=mean.dtype) - 0.5) / (LEVELS - 1)
         above = tf.sigmoid((mean[..., tf.newaxis] - edges) / scale[..., tf.newaxis])
         return tf.reduce_sum(above, axis=-1) / (LEVELS - 1)
 
-    def sample(self, output, seed=None):
+    def sample(self, output: TensorLike, seed: Seed = None) -> tf.Tensor:
         """A logistic draw mean + scale * logit(u), rounded to the nearest level in [0, 1]."""
         mean, scale = self.location_and_scale(output)
         u = tf.clip_by_value(_uniform(tf.shape(mean), mean.dtype, seed), 1e-6, 1.0 - 1e-6)
@@ -323,7 +334,7 @@ LIKELIHOODS = {
 }
 
 
-def get_likelihood(likelihood="bernoulli") -> Likelihood:
+def get_likelihood(likelihood: str | dict | Likelihood = "bernoulli") -> Likelihood:
     """A :class:`Likelihood` from its name ("bernoulli", "gaussian", ...), a config dict such
     as ``{"name": "gaussian", "sigma": 0.2}``, or an instance (returned as it is).
 
@@ -334,12 +345,12 @@ def get_likelihood(likelihood="bernoulli") -> Likelihood:
     options = {}
     if isinstance(likelihood, dict):
         options = {k: v for k, v in likelihood.items() if k != "name"}
-        likelihood = likelihood.get("name")
-    check_choice(likelihood, "likelihood", tuple(LIKELIHOODS))
-    unknown = sorted(set(options) - set(inspect.signature(LIKELIHOODS[likelihood]).parameters))
+    name = likelihood.get("name") if isinstance(likelihood, dict) else likelihood
+    name = check_choice(name, "likelihood", tuple(LIKELIHOODS))
+    unknown = sorted(set(options) - set(inspect.signature(LIKELIHOODS[name]).parameters))
     if unknown:
         raise TypeError(
-            f"likelihood {likelihood!r} takes no option {', '.join(unknown)}; "
+            f"likelihood {name!r} takes no option {', '.join(unknown)}; "
             "gaussian takes sigma, the learned-scale ones min_scale."
         )
-    return LIKELIHOODS[likelihood](**options)
+    return LIKELIHOODS[name](**options)

@@ -9,11 +9,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import keras
 import tensorflow as tf
 
+from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import check_finite_number, check_pixels, check_same_shape
+
+if TYPE_CHECKING:  # likelihoods imports this module
+    from vae_tutorial.likelihoods import Likelihood
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -24,7 +30,7 @@ _normal = contextvars.ContextVar("normal", default=keras.random.normal)
 
 
 @contextlib.contextmanager
-def normal_sampler(sampler):
+def normal_sampler(sampler: Callable[..., tf.Tensor]) -> Iterator[None]:
     """Within this block :func:`reparameterize` draws eps with ``sampler``, a function called
     as ``keras.random.normal(shape, dtype=..., seed=...)`` is and giving the same numbers."""
     token = _normal.set(sampler)
@@ -34,7 +40,7 @@ def normal_sampler(sampler):
         _normal.reset(token)
 
 
-def reparameterize(mu, log_var, seed=None):
+def reparameterize(mu: TensorLike, log_var: TensorLike, seed: Seed = None) -> tf.Tensor:
     """Draw z ~ N(mu, diag(exp(log_var))) as ``mu + exp(log_var / 2) * eps``, eps ~ N(0, I).
 
     The noise is drawn outside the parameters, so gradients flow to ``mu`` and ``log_var``.
@@ -51,7 +57,7 @@ def reparameterize(mu, log_var, seed=None):
     return mu + tf.exp(0.5 * log_var) * eps
 
 
-def kl_divergence_per_dimension(mu, log_var):
+def kl_divergence_per_dimension(mu: TensorLike, log_var: TensorLike) -> tf.Tensor:
     """Closed-form KL(q(z_j | x) || N(0, 1)) of each latent dimension, shape ``(batch, d)``.
 
     KL_j = 1/2 * (exp(log_var_j) + mu_j^2 - 1 - log_var_j), >= 0, and 0 only at the prior.
@@ -62,7 +68,7 @@ def kl_divergence_per_dimension(mu, log_var):
     return 0.5 * (tf.exp(log_var) + tf.square(mu) - 1.0 - log_var)
 
 
-def kl_divergence(mu, log_var):
+def kl_divergence(mu: TensorLike, log_var: TensorLike) -> tf.Tensor:
     """Closed-form KL(N(mu, diag(exp(log_var))) || N(0, I)) per example, shape ``(batch,)``.
 
     KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j), the sum over dimensions of
@@ -71,7 +77,7 @@ def kl_divergence(mu, log_var):
     return tf.reduce_sum(kl_divergence_per_dimension(mu, log_var), axis=-1)
 
 
-def free_bits_kl(mu, log_var, free_bits):
+def free_bits_kl(mu: TensorLike, log_var: TensorLike, free_bits: TensorLike) -> tf.Tensor:
     """The KL term with free bits: sum_j max(free_bits, mean over the batch of KL_j).
 
     Kingma et al. (2016, "Improved variational inference with inverse autoregressive flow",
@@ -85,7 +91,7 @@ def free_bits_kl(mu, log_var, free_bits):
     return tf.reduce_sum(tf.maximum(tf.cast(free_bits, per_dimension.dtype), per_dimension))
 
 
-def sum_over_pixels(values):
+def sum_over_pixels(values: tf.Tensor) -> tf.Tensor:
     """Per example: the sum over every axis but the first (the batch axis), shape ``(batch,)``.
 
     A log-likelihood of independent pixels is the sum of the pixels' own. Taught in notebook
@@ -94,7 +100,7 @@ def sum_over_pixels(values):
     return tf.reduce_sum(values, axis=list(range(1, values.shape.rank)))
 
 
-def bernoulli_log_likelihood(x, logits):
+def bernoulli_log_likelihood(x: TensorLike, logits: TensorLike) -> tf.Tensor:
     """log p(x | z) for independent Bernoulli pixels with the given logits, shape ``(batch,)``.
 
     Per pixel: x * logits - softplus(logits), computed by TensorFlow's stable
@@ -109,7 +115,7 @@ def bernoulli_log_likelihood(x, logits):
     return -sum_over_pixels(tf.nn.sigmoid_cross_entropy_with_logits(labels=x, logits=logits))
 
 
-def gaussian_log_density(z, mu, log_var):
+def gaussian_log_density(z: TensorLike, mu: TensorLike, log_var: TensorLike) -> tf.Tensor:
     """log N(z; mu, diag(exp(log_var))) summed over the last axis.
 
     Used for log p(z) (mu = 0, log_var = 0) and log q(z | x) in the importance-weighted
@@ -121,7 +127,16 @@ def gaussian_log_density(z, mu, log_var):
     return -0.5 * tf.reduce_sum(LOG_2PI + log_var + tf.square(z - mu) * tf.exp(-log_var), axis=-1)
 
 
-def negative_elbo_terms(x, logits, mu, log_var, beta=1.0, *, likelihood=None, free_bits=0.0):
+def negative_elbo_terms(
+    x: TensorLike,
+    logits: TensorLike,
+    mu: TensorLike,
+    log_var: TensorLike,
+    beta: TensorLike = 1.0,
+    *,
+    likelihood: Likelihood | None = None,
+    free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
 
     Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
@@ -148,7 +163,15 @@ def _is_zero(value) -> bool:
     return isinstance(value, (int, float)) and value == 0
 
 
-def negative_elbo_per_example(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
+def negative_elbo_per_example(
+    x: TensorLike,
+    logits: TensorLike,
+    mu: TensorLike,
+    log_var: TensorLike,
+    beta: TensorLike = 1.0,
+    *,
+    likelihood: Likelihood | None = None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Per-example ``(loss, reconstruction, kl)``, each of shape ``(batch,)``, in nats.
 
     loss_i = -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)); :func:`negative_elbo_terms`
@@ -164,7 +187,15 @@ def negative_elbo_per_example(x, logits, mu, log_var, beta=1.0, *, likelihood=No
     return reconstruction + tf.cast(beta, dtype) * kl, reconstruction, kl
 
 
-def vae_loss(x, logits, mu, log_var, beta=1.0, *, likelihood=None):
+def vae_loss(
+    x: TensorLike,
+    logits: TensorLike,
+    mu: TensorLike,
+    log_var: TensorLike,
+    beta: TensorLike = 1.0,
+    *,
+    likelihood: Likelihood | None = None,
+) -> tf.Tensor:
     """The negative ELBO in nats per image: sum over pixels, mean over the batch.
 
     ``vae_loss(x, *vae(x))`` = mean_i [ -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)) ].

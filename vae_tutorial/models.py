@@ -10,13 +10,15 @@ from logits, which stays finite), or, with another ``likelihood`` (notebook
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 import tensorflow as tf
 from keras import layers
 
-from vae_tutorial.likelihoods import get_likelihood
+from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
+from vae_tutorial.types_ import Array, Batch, TensorLike
 from vae_tutorial.validation import check_batch_shape, check_int, check_labels
 
 CONV_EVENT_SHAPE = (28, 28, 1)  # an image with its one channel, as convolutions take it
@@ -31,7 +33,7 @@ def _hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
     return sizes
 
 
-def _latent_dim(latent_dim) -> int:
+def _latent_dim(latent_dim: int) -> int:
     return check_int(latent_dim, "latent_dim", 1, fix="e.g. latent_dim=2.")
 
 
@@ -42,7 +44,9 @@ class Encoder(keras.Model):
     ``[512, 512]``. Taught in notebook 03_the_model.
     """
 
-    def __init__(self, latent_dim, intermediate_dim=128, **kwargs):
+    def __init__(
+        self, latent_dim: int, intermediate_dim: int | Sequence[int] = 128, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         # A Sequential, not a list of layers: tf.train.Checkpoint sees only layer attributes.
         self.hidden = keras.Sequential(
@@ -52,7 +56,7 @@ class Encoder(keras.Model):
         self.mu = layers.Dense(_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         h = self.hidden(x)
         return self.mu(h), self.log_var(h)
 
@@ -63,7 +67,13 @@ class Decoder(keras.Model):
     Taught in notebook 03_the_model.
     """
 
-    def __init__(self, latent_dim, intermediate_dim=128, output_dim=784, **kwargs):
+    def __init__(
+        self,
+        latent_dim: int,
+        intermediate_dim: int | Sequence[int] = 128,
+        output_dim: int = 784,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.hidden = keras.Sequential(
             [
@@ -74,7 +84,7 @@ class Decoder(keras.Model):
         )
         self.output_layer = layers.Dense(output_dim, name="logits")
 
-    def call(self, z):
+    def call(self, z: tf.Tensor) -> tf.Tensor:
         return self.output_layer(self.hidden(z))
 
 
@@ -85,7 +95,7 @@ class ConvEncoder(keras.Model):
     has (k * k * c_in + 1) * c_out parameters. Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim, filters=(32, 64), **kwargs):
+    def __init__(self, latent_dim: int, filters: Sequence[int] = (32, 64), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.features = keras.Sequential(
             [layers.Conv2D(f, 3, strides=2, padding="same", activation="relu") for f in filters]
@@ -95,7 +105,7 @@ class ConvEncoder(keras.Model):
         self.mu = layers.Dense(_latent_dim(latent_dim), name="mu")
         self.log_var = layers.Dense(latent_dim, name="log_var")
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         h = self.features(x)
         return self.mu(h), self.log_var(h)
 
@@ -108,7 +118,13 @@ class ConvDecoder(keras.Model):
     Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim, filters=(64, 32), output_channels=1, **kwargs):
+    def __init__(
+        self,
+        latent_dim: int,
+        filters: Sequence[int] = (64, 32),
+        output_channels: int = 1,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.upsample = keras.Sequential(
             [
@@ -125,7 +141,7 @@ class ConvDecoder(keras.Model):
             output_channels, 3, padding="same", name="logits"
         )
 
-    def call(self, z):
+    def call(self, z: tf.Tensor) -> tf.Tensor:
         return self.output_layer(self.upsample(z))
 
 
@@ -136,7 +152,13 @@ class _VariationalAutoencoder(keras.Model):
     encoder: keras.Model
     decoder: keras.Model
 
-    def __init__(self, latent_dim, seed=None, likelihood="bernoulli", **kwargs):
+    def __init__(
+        self,
+        latent_dim: int,
+        seed: int | None = None,
+        likelihood: str | dict | Likelihood = "bernoulli",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.likelihood = get_likelihood(likelihood)
         self.latent_dim = _latent_dim(latent_dim)
@@ -150,16 +172,18 @@ class _VariationalAutoencoder(keras.Model):
         children["sampling_state"] = self.seed_generator.state
         return children
 
-    def as_batch(self, x):
+    def as_batch(self, x: TensorLike) -> tf.Tensor:
         """``x`` as a tensor of the model's dtype, its shape checked (a clear error if wrong)."""
         x = tf.convert_to_tensor(x)
         check_batch_shape(x, self.event_shape, type(self).__name__)
         return tf.cast(x, self.compute_dtype)
 
-    def __call__(self, x, *args, **kwargs):
+    def __call__(
+        self, x: Batch, *args: Any, **kwargs: Any
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         return super().__call__(self.as_batch(x), *args, **kwargs)
 
-    def call(self, x):
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Return ``(logits, mu, log_var)`` for a batch, with z drawn by reparameterization.
 
         ``logits`` is the decoder output: the likelihood's parameters for other likelihoods.
@@ -168,28 +192,28 @@ class _VariationalAutoencoder(keras.Model):
         z = reparameterize(mu, log_var, seed=self.seed_generator)
         return self.decoder(z), mu, log_var
 
-    def encode(self, x):
+    def encode(self, x: TensorLike) -> tuple[tf.Tensor, tf.Tensor]:
         """The posterior's ``(mu, log_var)`` for a batch of images."""
         return self.encoder(self.as_batch(x))
 
-    def decode(self, z):
+    def decode(self, z: TensorLike) -> tf.Tensor:
         """Decoder output (Bernoulli logits by default) for codes ``z`` of shape
         ``(n, latent_dim)``."""
         return self.decoder(tf.convert_to_tensor(z, dtype=self.compute_dtype))
 
-    def reconstruct(self, x):
+    def reconstruct(self, x: TensorLike) -> tf.Tensor:
         """The likelihood's mean (pixel probabilities for a Bernoulli) decoded from the
         posterior mean of each image."""
         mu, _ = self.encode(x)
         return self.likelihood.mean(self.decode(mu))
 
-    def sample(self, n):
+    def sample(self, n: int) -> tf.Tensor:
         """The likelihood's mean (pixel probabilities for a Bernoulli) of ``n`` images decoded
         from z ~ N(0, I)."""
         z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
         return self.likelihood.mean(self.decode(z))
 
-    def log_likelihood(self, x, z):
+    def log_likelihood(self, x: TensorLike, z: TensorLike) -> tf.Tensor:
         """log p(x | z) per example under the model's likelihood (Bernoulli by default)."""
         return self.likelihood.log_prob(x, self.decode(z))
 
@@ -206,13 +230,13 @@ class VAE(_VariationalAutoencoder):
 
     def __init__(
         self,
-        latent_dim=2,
-        intermediate_dim=128,
-        input_dim=784,
-        seed=None,
-        likelihood="bernoulli",
-        **kwargs,
-    ):
+        latent_dim: int = 2,
+        intermediate_dim: int | Sequence[int] = 128,
+        input_dim: int = 784,
+        seed: int | None = None,
+        likelihood: str | dict | Likelihood = "bernoulli",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
         self.intermediate_dim = intermediate_dim
         self.input_dim = input_dim
@@ -221,7 +245,7 @@ class VAE(_VariationalAutoencoder):
         outputs = input_dim * self.likelihood.params_per_pixel
         self.decoder = Decoder(latent_dim, intermediate_dim, outputs)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {
             "latent_dim": self.latent_dim,
             "intermediate_dim": self.intermediate_dim,
@@ -239,13 +263,19 @@ class ConvVAE(_VariationalAutoencoder):
     The command line trains it with ``--conv``. Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim=2, seed=None, likelihood="bernoulli", **kwargs):
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        seed: int | None = None,
+        likelihood: str | dict | Likelihood = "bernoulli",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
         self.event_shape = CONV_EVENT_SHAPE
         self.encoder = ConvEncoder(latent_dim)
         self.decoder = ConvDecoder(latent_dim, output_channels=self.likelihood.params_per_pixel)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {
             "latent_dim": self.latent_dim,
             "seed": self.seed,
@@ -273,14 +303,14 @@ class ConditionalVAE(VAE):
 
     def __init__(
         self,
-        latent_dim=2,
-        intermediate_dim=128,
-        input_dim=784,
-        num_classes=10,
-        seed=None,
-        likelihood="bernoulli",
-        **kwargs,
-    ):
+        latent_dim: int = 2,
+        intermediate_dim: int | Sequence[int] = 128,
+        input_dim: int = 784,
+        num_classes: int = 10,
+        seed: int | None = None,
+        likelihood: str | dict | Likelihood = "bernoulli",
+        **kwargs: Any,
+    ) -> None:
         input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
         super().__init__(latent_dim, intermediate_dim, input_dim, seed, likelihood, **kwargs)
         self.num_classes = check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
@@ -290,7 +320,11 @@ class ConditionalVAE(VAE):
         self.decoder(tf.zeros([1, self.latent_dim + self.num_classes]))
         self.built = True
 
-    def as_batch(self, batch):
+    # The methods below take the labels too, so their signatures differ from VAE's: hence
+    # the `type: ignore[override]` that tells the type checker this is meant.
+    def as_batch(  # type: ignore[override]
+        self, batch: tuple[Array, Array]
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """``(x, labels)`` as tensors, their shapes and the labels' range checked."""
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise TypeError(
@@ -303,7 +337,7 @@ class ConditionalVAE(VAE):
     def _one_hot(self, labels, dtype):
         return tf.one_hot(labels, self.num_classes, dtype=dtype)
 
-    def call(self, batch):
+    def call(self, batch: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Return ``(logits, mu, log_var)`` for a batch ``(x, labels)``, z reparameterized."""
         x, labels = batch
         mu, log_var = self._encode(x, labels)
@@ -316,23 +350,27 @@ class ConditionalVAE(VAE):
     def _decode(self, z, labels):
         return self.decoder(tf.concat([z, self._one_hot(labels, z.dtype)], axis=-1))
 
-    def encode(self, x, labels):
+    def encode(  # type: ignore[override]
+        self, x: TensorLike, labels: TensorLike
+    ) -> tuple[tf.Tensor, tf.Tensor]:
         """The posterior q(z | x, y)'s ``(mu, log_var)`` for images ``x`` with ``labels``."""
         return self._encode(*self.as_batch((x, labels)))
 
-    def decode(self, z, labels):
+    def decode(self, z: TensorLike, labels: TensorLike) -> tf.Tensor:  # type: ignore[override]
         """Decoder output of p(x | z, y) (Bernoulli logits by default) for codes ``z``
         (n, latent_dim) and ``labels``."""
         z = tf.convert_to_tensor(z, dtype=self.compute_dtype)
         return self._decode(z, check_labels(labels, self.num_classes, z.shape[0]))
 
-    def reconstruct(self, x, labels):
+    def reconstruct(  # type: ignore[override]
+        self, x: TensorLike, labels: TensorLike
+    ) -> tf.Tensor:
         """The likelihood's mean (pixel probabilities for a Bernoulli) decoded from the
         posterior mean, under the images' labels."""
         mu, _ = self.encode(x, labels)
         return self.likelihood.mean(self.decode(mu, labels))
 
-    def sample(self, n, labels):
+    def sample(self, n: int, labels: TensorLike) -> tf.Tensor:  # type: ignore[override]
         """The likelihood's mean (pixel probabilities for a Bernoulli) of ``n`` images of
         class ``labels`` (one int, or n of them), decoded from z ~ N(0, I)."""
         n = check_int(n, "n", 1, fix="e.g. sample(10, labels=3).")
@@ -342,9 +380,11 @@ class ConditionalVAE(VAE):
         z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
         return self.likelihood.mean(self.decode(z, labels))
 
-    def log_likelihood(self, x, z, labels):
+    def log_likelihood(  # type: ignore[override]
+        self, x: TensorLike, z: TensorLike, labels: TensorLike
+    ) -> tf.Tensor:
         """log p(x | z, y) per example under the model's likelihood (Bernoulli by default)."""
         return self.likelihood.log_prob(x, self.decode(z, labels))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {**super().get_config(), "num_classes": self.num_classes}

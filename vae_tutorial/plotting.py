@@ -15,11 +15,15 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from vae_tutorial.validation import check_int
+
+if TYPE_CHECKING:
+    import keras
 
 __all__ = [
     "manifold_grid",
@@ -133,7 +137,7 @@ def _show(ax, picture, title=None) -> None:
         ax.set_title(title, fontsize=8)
 
 
-def pca_project(points, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
+def pca_project(points: np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Project points (N, D) on their top ``n_components`` principal directions.
 
     Plain numpy: centre the points, take the SVD ``X = U S V^T``; the rows of ``V^T`` are
@@ -183,7 +187,7 @@ def manifold_grid(n: int = 20) -> np.ndarray:
 # Figures
 
 
-def plot_history(history) -> Figure:
+def plot_history(history: list[dict] | Mapping) -> Figure:
     """Training curves: loss and test -ELBO, reconstruction term, KL term, per epoch.
 
     ``history`` is the list of dicts returned by ``fit`` (keys ``epoch``, ``train_loss``,
@@ -223,7 +227,7 @@ def plot_history(history) -> Figure:
     return fig
 
 
-def plot_reconstructions(model, images, n: int = 10) -> Figure:
+def plot_reconstructions(model: keras.Model, images: np.ndarray, n: int = 10) -> Figure:
     """The first ``n`` images (top row) over their reconstructions (bottom row).
 
     A reconstruction is the decoder's pixel probabilities at the posterior mean. The figure
@@ -247,7 +251,7 @@ def plot_reconstructions(model, images, n: int = 10) -> Figure:
     return fig
 
 
-def plot_samples(model, n: int = 64) -> Figure:
+def plot_samples(model: keras.Model, n: int = 64) -> Figure:
     """``n`` new images decoded from z ~ N(0, I), as one square-ish mosaic (one axes).
 
     Shown are the decoder's pixel probabilities (the mean image), not binary draws.
@@ -263,7 +267,13 @@ def plot_samples(model, n: int = 64) -> Figure:
     return fig
 
 
-def plot_class_samples(model, n: int = 8, class_names=None, z=None, seed=None) -> Figure:
+def plot_class_samples(
+    model: keras.Model,
+    n: int = 8,
+    class_names: Sequence[str] | None = None,
+    z: np.ndarray | None = None,
+    seed: int | None = None,
+) -> Figure:
     """A conditional model's samples: row c decodes the same ``n`` codes z under class c.
 
     Down a column the code z (the "style") stays and the class changes; along a row the
@@ -295,7 +305,12 @@ def plot_class_samples(model, n: int = 8, class_names=None, z=None, seed=None) -
     return fig
 
 
-def plot_latent_scatter(model, images, labels, class_names: Sequence[str] | None = None) -> Figure:
+def plot_latent_scatter(
+    model: keras.Model,
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str] | None = None,
+) -> Figure:
     """Posterior means of ``images``, one dot per image, coloured by its label.
 
     With ``latent_dim > 2`` the means are projected on their two directions of largest
@@ -340,7 +355,7 @@ def plot_latent_scatter(model, images, labels, class_names: Sequence[str] | None
     return fig
 
 
-def plot_manifold(model, n: int = 20) -> Figure:
+def plot_manifold(model: keras.Model, n: int = 20) -> Figure:
     """Decode an ``n`` x ``n`` grid of latent codes into one mosaic: the learned manifold.
 
     Only for a 2-d latent space. The grid's coordinates are standard-normal quantiles
@@ -371,7 +386,9 @@ def plot_manifold(model, n: int = 20) -> Figure:
     return fig
 
 
-def plot_interpolation(model, image_a, image_b, steps: int = 10) -> Figure:
+def plot_interpolation(
+    model: keras.Model, image_a: np.ndarray, image_b: np.ndarray, steps: int = 10
+) -> Figure:
     """Decode ``steps`` points on the straight line between the posterior means of two images.
 
     z_t = (1 - t) mu_a + t mu_b for t evenly spaced in [0, 1]; one axes per step.

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import tempfile
+import types
 import warnings
 
 TESTED_TENSORFLOW = "2.21"  # the minor version CI, Binder and the committed notebooks use
@@ -30,7 +31,7 @@ START_UP_NOTICE = re.compile(
 )
 
 
-def import_tensorflow_quietly():
+def import_tensorflow_quietly() -> types.ModuleType:
     """Import and return ``tensorflow``, keeping back only its known start-up notices.
 
     ``import vae_tutorial`` calls it first. Taught in notebook 00_index.

@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import weakref
 
+import keras
 import tensorflow as tf
 
 from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.losses import negative_elbo_terms
+from vae_tutorial.types_ import Batch, TensorLike
 from vae_tutorial.validation import check_finite_number, check_pixels, graph_errors_as_value_errors
 
 # Which model each optimizer trains: an optimizer's slots belong to one set of variables.
 _OPTIMIZER_OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def prepare_for_training(model, optimizer, x) -> None:
+def prepare_for_training(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, x: Batch
+) -> None:
     """Create the model's and optimizer's variables eagerly, before any ``tf.function``.
 
     Keras 3 creates optimizer variables lazily, on the first ``apply_gradients``. When that
@@ -45,7 +49,14 @@ def prepare_for_training(model, optimizer, x) -> None:
     _OPTIMIZER_OWNERS[optimizer] = weakref.ref(model)
 
 
-def train_step_terms(model, optimizer, x, beta=1.0, *, free_bits=0.0):
+def train_step_terms(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    x: Batch,
+    beta: TensorLike = 1.0,
+    *,
+    free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
     A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). ``x`` is
@@ -73,7 +84,9 @@ def _checked_train_step(model, optimizer, x, beta):
         return train_step_terms(model, optimizer, join_batch(images, labels), beta)
 
 
-def train_step(model, optimizer, x, beta=1.0):
+def train_step(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, x: Batch, beta: float = 1.0
+) -> tf.Tensor:
     """One compiled GradientTape step, called exactly as the original article calls it.
 
     ``loss = train_step(model, optimizer, x)`` returns the batch's negative ELBO (a scalar

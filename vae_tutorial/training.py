@@ -13,8 +13,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from vae_tutorial.batching import held_out_batches
@@ -52,7 +54,15 @@ class NonFiniteLossError(FloatingPointError):
     finished epochs). Taught in notebook 05_training_on_mnist.
     """
 
-    def __init__(self, message, *, epoch, step, checkpoint, history):
+    def __init__(
+        self,
+        message: str,
+        *,
+        epoch: int,
+        step: int,
+        checkpoint: str | None,
+        history: list[dict],
+    ) -> None:
         super().__init__(message)
         self.epoch, self.step, self.checkpoint, self.history = epoch, step, checkpoint, history
 
@@ -69,28 +79,28 @@ def kl_warmup_beta(epoch: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> 
 
 
 def fit(
-    model,
-    train_images,
-    test_images=None,
+    model: keras.Model,
+    train_images: np.ndarray,
+    test_images: np.ndarray | None = None,
     *,
-    epochs=10,
-    batch_size=128,
-    optimizer=None,
-    learning_rate=1e-3,
-    beta=1.0,
-    kl_warmup_epochs=0,
-    free_bits=0.0,
-    binarize="dynamic",
-    seed=0,
-    checkpoint_dir=None,
-    tensorboard_dir=None,
-    progress=True,
-    jit_compile=None,
-    fast=True,
-    on_epoch_end=None,
-    train_labels=None,
-    test_labels=None,
-    strategy=None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    optimizer: keras.optimizers.Optimizer | None = None,
+    learning_rate: float = 1e-3,
+    beta: float = 1.0,
+    kl_warmup_epochs: int = 0,
+    free_bits: float = 0.0,
+    binarize: str = "dynamic",
+    seed: int = 0,
+    checkpoint_dir: str | os.PathLike | None = None,
+    tensorboard_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    jit_compile: bool | None = None,
+    fast: bool = True,
+    on_epoch_end: Callable[[list[dict]], object] | None = None,
+    train_labels: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> list[dict]:
     """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
 

@@ -45,7 +45,7 @@ class TrainingConfig:
         "least this many nats (0: off)",
     )
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
         set_(self, "epochs", check_int(self.epochs, "epochs", 1, fix="e.g. 10."))
         set_(self, "batch_size", check_int(self.batch_size, "batch_size", 1, fix="e.g. 128."))

@@ -15,9 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from vae_tutorial.types_ import TensorLike
+
+if TYPE_CHECKING:  # likelihoods imports this module
+    from vae_tutorial.likelihoods import Likelihood
 
 IMAGE_SHAPE = (28, 28)
 PIXEL_RANGE_MESSAGE = (
@@ -36,7 +44,9 @@ _IN_GRAPH_MESSAGES = (PIXEL_RANGE_MESSAGE, NON_FINITE_MESSAGE)
 # Arguments: numbers, choices, image arrays, models
 
 
-def check_int(value, name: str, minimum: int, maximum: int | None = None, fix: str = "") -> int:
+def check_int(
+    value: int, name: str, minimum: int, maximum: int | None = None, fix: str = ""
+) -> int:
     """Require an int (not a bool) in ``[minimum, maximum]``; return it as a Python int."""
     fix = f" {fix}" if fix else ""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
@@ -64,7 +74,7 @@ def check_finite_number(
     return value
 
 
-def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
+def check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     """Require one of ``choices`` (e.g. binarize: "none", "static" or "dynamic")."""
     if value not in choices:
         raise ValueError(
@@ -74,7 +84,7 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def check_binarize_for_likelihood(binarize: str, likelihood) -> str:
+def check_binarize_for_likelihood(binarize: str, likelihood: Likelihood) -> str:
     """Require data the model's decoder likelihood models (its ``binarize_modes``).
 
     Taught in notebook 08_likelihoods_for_grey_pixels.
@@ -89,7 +99,7 @@ def check_binarize_for_likelihood(binarize: str, likelihood) -> str:
     return binarize
 
 
-def check_uint8_images(images, name: str) -> np.ndarray:
+def check_uint8_images(images: np.ndarray, name: str) -> np.ndarray:
     """Require raw uint8 images (N, 28, 28), N >= 1, as ``load_dataset`` returns them."""
     if hasattr(images, "train_images"):  # an ImageData
         raise TypeError(
@@ -124,7 +134,9 @@ def check_uint8_images(images, name: str) -> np.ndarray:
     )
 
 
-def check_labels(labels, num_classes: int, n: int | None = None, name: str = "labels"):
+def check_labels(
+    labels: TensorLike, num_classes: int, n: int | None = None, name: str = "labels"
+) -> tf.Tensor:
     """Require integer class labels of shape ``(n,)`` in ``0 .. num_classes - 1``; return them
     as an int32 tensor.
 
@@ -154,7 +166,7 @@ def check_labels(labels, num_classes: int, n: int | None = None, name: str = "la
 
 
 def check_label_array(
-    labels, num_classes: int | None, name: str = "labels", n_images: int | None = None
+    labels: np.ndarray, num_classes: int | None, name: str = "labels", n_images: int | None = None
 ) -> np.ndarray:
     """Require a 1-d integer array with every value in ``0 .. num_classes - 1`` (>= 0 when
     ``num_classes`` is None) and, given ``n_images``, one label per image."""
@@ -180,7 +192,9 @@ def check_label_array(
     return array
 
 
-def check_labels_for_model(model, labels, n_images: int, name: str):
+def check_labels_for_model(
+    model: keras.Model, labels: np.ndarray | None, n_images: int, name: str
+) -> np.ndarray | None:
     """A conditional model needs one label per image, an unconditional one none."""
     num_classes = getattr(model, "num_classes", None)
     if num_classes is None:
@@ -198,7 +212,7 @@ def check_labels_for_model(model, labels, n_images: int, name: str):
     return check_label_array(labels, num_classes, name, n_images)
 
 
-def check_image_model(model) -> None:
+def check_image_model(model: keras.Model) -> None:
     """Require a vae_tutorial VAE or ConvVAE for 28x28 images (what fit trains)."""
     shape = getattr(model, "event_shape", None)
     if shape is None or int(np.prod(shape)) != 784:
@@ -208,7 +222,7 @@ def check_image_model(model) -> None:
         )
 
 
-def check_strategy(strategy) -> None:
+def check_strategy(strategy: tf.distribute.Strategy) -> None:
     """Require a ``tf.distribute.Strategy`` (fit's ``strategy=``; None means no strategy)."""
     if not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(
@@ -217,7 +231,7 @@ def check_strategy(strategy) -> None:
         )
 
 
-def check_distributable(labels, free_bits) -> None:
+def check_distributable(labels: np.ndarray | None, free_bits: float) -> None:
     """What fit under a strategy does not train yet: labels (a ConditionalVAE) or free bits."""
     if labels is not None:
         raise ValueError(
@@ -231,7 +245,9 @@ def check_distributable(labels, free_bits) -> None:
         )
 
 
-def check_created_in_scope(strategy, variables, what: str) -> None:
+def check_created_in_scope(
+    strategy: tf.distribute.Strategy, variables: Iterable[keras.Variable], what: str
+) -> None:
     """Require ``variables`` (Keras variables) to have been created in ``strategy.scope()``."""
     inside = [strategy.extended.variable_created_in_scope(v.value) for v in variables]
     if not all(inside):
@@ -297,7 +313,7 @@ def check_batch_shape(x: tf.Tensor, event_shape: tuple[int, ...], model_name: st
 
 
 @contextlib.contextmanager
-def graph_errors_as_value_errors():
+def graph_errors_as_value_errors() -> Iterator[None]:
     """Re-raise a failed in-graph pixel check as ``ValueError`` with its plain message."""
     try:
         yield

@@ -20,6 +20,7 @@ import functools
 import time
 from collections.abc import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -40,7 +41,9 @@ _MAX_STEPS_PER_CALL = 2000
 NextCall = Callable[[int], tuple[np.ndarray, int, int, int]]
 
 
-def run_in_calls(next_call: NextCall, steps_per_epoch: int, progress: Progress | None = None):
+def run_in_calls(
+    next_call: NextCall, steps_per_epoch: int, progress: Progress | None = None
+) -> EpochResult:
     """An epoch run as calls of many steps each, stopped at the first NaN/Inf loss.
 
     The one stop-at-NaN loop of the fast and the distributed runners; returns the
@@ -107,8 +110,10 @@ class FastEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above; the same
     arguments as ``PlainEpochs`` and ``jit_compile``."""
 
-    def __init__(self, model, optimizer, images, *, batch_size, binarize, seed, jit_compile,
-                 labels=None, free_bits=0.0):  # fmt: skip
+    def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
+                 images: np.ndarray, *, batch_size: int, binarize: str, seed: int,
+                 jit_compile: bool, labels: np.ndarray | None = None,
+                 free_bits: float = 0.0) -> None:  # fmt: skip
         self.model, self.optimizer = model, optimizer
         self.free_bits = free_bits
         self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
@@ -119,7 +124,7 @@ class FastEpochs:
             self._full = compiled_for(model, _train_steps, jit_compile=True, autograph=False)
             # The epoch's last, smaller batch is one step: run eagerly, it costs milliseconds,
             # where a second XLA compilation (another shape) would cost about a second.
-            self._last = functools.partial(_train_steps, model)
+            self._last: Callable = functools.partial(_train_steps, model)
         else:  # one plain graph for every batch size (size a tensor): one trace
             self._full = self._last = compiled_for(model, _train_steps, autograph=False)
         self._static_size = jit_compile

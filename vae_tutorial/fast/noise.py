@@ -18,10 +18,14 @@ import keras
 import tensorflow as tf
 from tensorflow.compiler.tf2xla.python.xla import optimization_barrier
 
+from vae_tutorial.types_ import Seed, TensorLike
+
 _AUTO_SELECT = 3  # tf.random.Algorithm.AUTO_SELECT, keras.random.normal's algorithm
 
 
-def standard_normal(shape, dtype=None, seed=None) -> tf.Tensor:
+def standard_normal(
+    shape: TensorLike, dtype: tf.DType | str | None = None, seed: Seed = None
+) -> tf.Tensor:
     """``keras.random.normal(shape, dtype=dtype, seed=seed)``, number for number.
 
     A ``keras.random.SeedGenerator`` advances exactly as keras.random.normal advances it;
