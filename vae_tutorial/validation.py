@@ -3,10 +3,10 @@
 The package's generic checks live here (an int, a number, a choice, uint8 images, a batch's
 pixels); a check that only one model, runner or command needs stands beside it, built from
 these. The policy everywhere: a wrong type raises ``TypeError``, a wrong value ``ValueError``.
-Shape and argument checks run once, in Python. Value checks on a batch (pixel range, NaN/Inf) run on every batch; inside a
-``tf.function`` they are in-graph assertions, so they cost no host round-trip, and
-:func:`graph_errors_as_value_errors` turns their failure into a plain ``ValueError`` at the
-boundary the learner called.
+Shape and argument checks run once, in Python. Value checks on a batch (pixel range,
+NaN/Inf) run on every batch; inside a ``tf.function`` they are in-graph assertions, so they
+cost no host round-trip, and :func:`graph_errors_as_value_errors` turns their failure into a
+plain ``ValueError`` at the boundary the learner called.
 
 Taught in notebook 04_gradienttape_training_step.
 """
