@@ -272,7 +272,7 @@ class WorkerCheckpoint(RunCheckpoint):
         """Save as the chief does, into a temporary directory; return the chief's newest path."""
         with tempfile.TemporaryDirectory(prefix="vae_worker_") as scratch:
             RunCheckpoint(scratch, self.model, self.optimizer).save(history)
-        return self.latest
+        return tf.train.latest_checkpoint(self.directory)  # the chief's newest, read now
 
 
 def run_checkpoint(
