@@ -108,6 +108,18 @@ def trained_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
+def test_the_same_seed_trains_the_same_model_in_a_new_process(trained_run, tmp_path):
+    out, _ = trained_run
+    again = run_cli(*TRAIN, "--out", tmp_path / "again", "--no-figures")
+    assert again.returncode == 0, again.stdout + again.stderr
+    first, second = (
+        json.loads((d / "metrics.json").read_text())["epochs"] for d in (out, tmp_path / "again")
+    )
+    for key in ("train_loss", "test_elbo"):
+        assert [e[key] for e in second] == pytest.approx([e[key] for e in first], rel=1e-6)
+
+
 @pytest.fixture
 def run_dir(trained_run, tmp_path):
     """A copy of the shared run, for a test to change."""

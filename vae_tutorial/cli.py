@@ -437,6 +437,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"Data: {data.source} ({len(data.train_images):,} train, "
         f"{len(data.test_images):,} test images)"
     )
+    # Keras draws each layer's initializer seed from Python's random module when the layer is
+    # made: seeding first makes --seed fix the initial weights too.
+    keras.utils.set_random_seed(config["seed"])
     model = _build_model(config)
     print(
         f"Model: {_describe(config)}; batch {config['batch_size']}, {config['epochs']} "
