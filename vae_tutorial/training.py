@@ -117,7 +117,8 @@ def fit(
             ``binarize`` must suit the model's likelihood (notebook
             08_likelihoods_for_grey_pixels: "dequantize" for the densities on [0, 1], "none"
             for the discretized logistic). fit seeds Python, NumPy and TensorFlow with
-            ``keras.utils.set_random_seed(seed)`` first.
+            ``keras.utils.set_random_seed(seed)`` first; the model's initial weights are
+            fixed earlier, when its layers are made, so seed before building the model.
         optimizer: default ``keras.optimizers.Adam(learning_rate)``.
         checkpoint_dir: save a checkpoint (model, optimizer, RNG state, history) after every
             epoch; a later call resumes from it.
