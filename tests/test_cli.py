@@ -271,8 +271,10 @@ def test_interrupted_or_diverged_run_keeps_checkpoint_message(which, capsys, tmp
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     out = tmp_path / "run"
     code = cli.main([*TRAIN, "--out", str(out)])
-    notice, *err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert notice.startswith("NOTICE: vae_tutorial is using its bundled MNIST sample")
+    captured = capsys.readouterr()
+    [notice] = [line for line in captured.out.splitlines() if line.startswith("NOTICE: ")]
+    err = [line for line in captured.err.splitlines() if line.strip()]
+    assert notice.startswith("NOTICE: using the bundled MNIST sample")
     assert code == (130 if which == "interrupt" else 1)
     assert len(err) == 1 and err[0].startswith("error: ")
     assert "checkpoint" in err[0] and "resume" in err[0]

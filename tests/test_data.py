@@ -295,10 +295,10 @@ def test_image_label_count_mismatch(tmp_path):
 def test_fashion_download_failure_falls_back_to_its_sample(capsys):
     d = load_dataset("fashion_mnist")  # the autouse fixture makes the download raise
     assert d.name == "fashion_mnist" and len(d.train_images) == 8000
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("NOTICE: vae_tutorial is using its bundled Fashion-MNIST sample")
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("NOTICE: using the bundled Fashion-MNIST sample")
     assert "download failed (RuntimeError: network disabled in tests)" in line
-    assert "VAE_TUTORIAL_DATA_DIR" in line and "fashion_mnist.npz" in line
+    assert "VAE_TUTORIAL_DATA_DIR" in line
 
 
 # ----------------------------------------------------------------------------------------------
@@ -320,9 +320,9 @@ def test_bundled_sample_offline(capsys):
     assert d.train_labels.shape == (8000,) and d.test_labels.shape == (2000,)
     assert set(np.unique(d.train_labels)) == set(range(10))
     assert "test split" in d.source and "8,000" in d.source
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().out.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("NOTICE:")
-    assert "official MNIST test split" in err[0] and "VAE_TUTORIAL_DATA_DIR" in err[0]
+    assert "8,000 train / 2,000 test" in err[0] and "VAE_TUTORIAL_DATA_DIR" in err[0]
 
 
 def test_bundled_sample_split_is_stratified_random_and_fixed():
@@ -438,8 +438,8 @@ def test_offline_download_failure_is_one_clean_notice_line(monkeypatch, capsys):
     monkeypatch.setattr(data, "_can_reach", lambda host: False)  # as with no network
     load_dataset("mnist")
     out, err = capsys.readouterr()
-    assert out == ""  # no "Downloading data from ..." line
-    [line] = err.strip().splitlines()
+    assert err == ""  # no "Downloading data from ..." line
+    [line] = out.strip().splitlines()
     assert line.startswith("NOTICE: ") and "cannot be reached" in line
     assert "Name or service" not in line and "Traceback" not in line
 
@@ -453,7 +453,7 @@ def test_download_error_text_is_shortened(monkeypatch, capsys):
 
     monkeypatch.setattr(keras.datasets.mnist, "load_data", keras_like_failure)
     load_dataset("mnist")
-    [line] = capsys.readouterr().err.strip().splitlines()
+    [line] = capsys.readouterr().out.strip().splitlines()
     assert "the download failed (Exception: [Errno -3] Temporary failure" in line
     assert "URL fetch failure" not in line and "storage.googleapis.com/x" not in line
 
@@ -472,8 +472,8 @@ def test_offline_env_skips_download(name, title, monkeypatch, capsys):
     assert d.train_images.shape == (8000, 28, 28) and d.test_images.shape == (2000, 28, 28)
     assert d.train_images.dtype == np.uint8 and d.test_labels.dtype == np.uint8
     assert f"official {title} test split" in d.source
-    [line] = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith(f"NOTICE: vae_tutorial is using its bundled {title} sample")
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith(f"NOTICE: using the bundled {title} sample")
     assert "VAE_TUTORIAL_OFFLINE" in line
 
 
@@ -499,7 +499,7 @@ def test_download_is_used_when_online(monkeypatch, capsys):
     assert calls == [1]
     np.testing.assert_array_equal(d.train_images, arrays["train_images"])
     assert "keras.datasets.mnist" in d.source
-    assert "NOTICE" not in capsys.readouterr().err
+    assert "NOTICE" not in capsys.readouterr().out
     # download=False wins over a working network.
     assert len(load_dataset("mnist", download=False).train_images) == 8000
     assert calls == [1]
@@ -508,7 +508,7 @@ def test_download_is_used_when_online(monkeypatch, capsys):
 def test_download_failure_falls_back_to_sample(capsys):
     d = load_dataset("mnist")  # the autouse fixture makes the download raise
     assert len(d.train_images) == 8000 and len(d.test_images) == 2000
-    err = capsys.readouterr().err.strip().splitlines()
+    err = capsys.readouterr().out.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("NOTICE:")
     assert "download failed (RuntimeError: network disabled in tests)" in err[0]
 
