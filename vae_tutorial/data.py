@@ -8,7 +8,7 @@ Where the images come from (first match wins):
    ``VAE_TUTORIAL_OFFLINE=1``);
 3. the bundled sample of that dataset: its official test split (10,000 images) split 8,000 /
    2,000 by a fixed random permutation stratified by label, announced by one ``NOTICE:`` line
-   on stderr. MNIST and Fashion-MNIST each have one (``sample_data/README.md``).
+   on stdout. MNIST and Fashion-MNIST each have one (``sample_data/README.md``).
 
 The images stay ``uint8``; ``batching`` turns them into float32 batches. The IDX reader is in
 ``idx``. ``binarize_images``, ``make_batches``, ``num_batches`` and ``read_idx`` are
