@@ -322,9 +322,11 @@ def _tensorboard(directory):
 
 
 def _live_display() -> bool:
-    """Whether a progress bar can redraw itself: a terminal or a notebook. Elsewhere (a log
-    file, ``nohup``, a batch job) its carriage-return frames would fill the log."""
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    """Whether a progress bar can redraw itself: a terminal or a notebook's kernel. Elsewhere
+    (a log file, ``nohup``, a batch job) its carriage-return frames would fill the log."""
+    ipython = sys.modules.get("IPython")  # imported by every notebook kernel
+    shell = ipython.get_ipython() if ipython is not None else None
+    return sys.stdout.isatty() or type(shell).__name__ == "ZMQInteractiveShell"
 
 
 class _EpochProgress:
