@@ -6,7 +6,7 @@
         [--images N] [--data-dir DIR] [--quick]
 
 The question: would Keras' own multi-step execution train as fast as ``vt.fit``'s loop
-(vae_tutorial/fast_training.py: many GradientTape steps per ``tf.function`` call, every batch
+(vae_tutorial/fast/epochs.py: many GradientTape steps per ``tf.function`` call, every batch
 gathered and binarized in the graph, the whole multi-step loop one XLA computation)?
 
 Keras' side is the keras-io ``examples/generative/vae.py`` pattern: a subclass of ``vt.VAE``
