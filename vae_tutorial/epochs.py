@@ -104,7 +104,7 @@ class PlainEpochs:
                 self.optimizer, join_batch(x, labels), beta, free_bits=self.free_bits
             )
             size = int(x.shape[0])
-            sums += np.array([float(t) for t in terms]) * size
+            sums += tf.stack(terms).numpy() * size  # one read from the device per step
             images += size
             result = EpochResult.of_sums(sums, images, step, self.steps_per_epoch)
             if not np.isfinite(sums).all():
