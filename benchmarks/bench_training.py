@@ -139,10 +139,8 @@ def bench_article_vs_fit(images, repeats: int) -> dict:
     for binarize in ("none", "dynamic"):
         model = vt.VAE(latent_dim=2, intermediate_dim=128, seed=0)
         kwargs = dict(
-            epochs=1,
-            batch_size=32,
+            config=vt.TrainingConfig(epochs=1, batch_size=32, binarize=binarize),
             optimizer=keras.optimizers.Adam(1e-3),
-            binarize=binarize,
             progress=False,
         )
         fit(model, images, **kwargs)  # warm-up
@@ -207,15 +205,8 @@ def bench_flops(images, repeats: int, layers=COMPUTE_LAYERS, batch_size=COMPUTE_
     results = {}
 
     def one_epoch(binarize):
-        return fit(
-            model,
-            images,
-            epochs=1,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            binarize=binarize,
-            progress=False,
-        )
+        config = vt.TrainingConfig(epochs=1, batch_size=batch_size, binarize=binarize)
+        return fit(model, images, config=config, optimizer=optimizer, progress=False)
 
     for binarize in modes:
         one_epoch(binarize)  # warm-up: a whole epoch, every batch shape

@@ -20,7 +20,7 @@ as a hand-built tf.data pipeline ("tf.data": shuffled indices, batched, gathered
 ``train_step`` converts the batch to [0, 1] (grey levels, binarize="none") or draws a fresh
 Bernoulli(intensity) batch (binarize="dynamic") in the graph, with Keras' own random numbers
 (``keras.random.uniform`` from a ``SeedGenerator``: rng "keras", the natural Keras way) or with
-the hash ``vt.fit`` draws from (``vae_tutorial.batching.counter_uniform`` keyed by the
+the hash ``vt.fit`` draws from (``vae_tutorial.counter_random.counter_uniform`` keyed by the
 optimizer's step counter: rng "hash", which isolates the loop from the choice of generator).
 
 Configurations: (a) the original article's 784-128-2, batch 32; (b) 784-512-512-20,
@@ -82,7 +82,7 @@ def keras_vae_class():
     import tensorflow as tf
 
     import vae_tutorial as vt
-    from vae_tutorial.batching import counter_uniform
+    from vae_tutorial.counter_random import counter_uniform
 
     class KerasVAE(vt.VAE):
         """``model.fit`` trains it on uint8 batches (B, 784): converted, or binarized, here."""
@@ -181,15 +181,11 @@ class Ours:
         import vae_tutorial as vt
 
         start, cpu = time.perf_counter(), time.process_time()
+        config = vt.TrainingConfig(
+            epochs=1, batch_size=self.batch_size, binarize=self.binarize, seed=SEED
+        )
         history = vt.fit(
-            self.model,
-            self.images,
-            epochs=1,
-            batch_size=self.batch_size,
-            optimizer=self.optimizer,
-            binarize=self.binarize,
-            seed=SEED,
-            progress=False,
+            self.model, self.images, config=config, optimizer=self.optimizer, progress=False
         )
         self.call_seconds.append(time.perf_counter() - start)
         self.cpu_seconds.append(time.process_time() - cpu)

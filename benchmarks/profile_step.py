@@ -130,10 +130,10 @@ def main(argv=None) -> int:
     images = vt.load_dataset("fashion_mnist", args.data_dir).train_images[:n]
     model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
     optimizer = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}[args.optimizer](1e-3)
-    settings = dict(epochs=1, batch_size=batch_size, optimizer=optimizer, binarize=binarize)
+    config = vt.TrainingConfig(epochs=1, batch_size=batch_size, binarize=binarize)
 
     def fit_one_epoch():
-        return vt.fit(model, images, progress=False, **settings)
+        return vt.fit(model, images, config=config, optimizer=optimizer, progress=False)
 
     (first,) = fit_one_epoch()  # tracing and XLA's compilation happen here
     (second,) = fit_one_epoch()

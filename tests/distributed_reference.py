@@ -24,7 +24,7 @@ from vae_tutorial.batching import make_batches
 _rng = np.random.default_rng(0)
 TRAIN = _rng.integers(0, 256, (300, 28, 28)).astype(np.uint8)  # batches of 64: 4 full, one of 44
 TEST = _rng.integers(0, 256, (100, 28, 28)).astype(np.uint8)
-SETTINGS = {"epochs": 2, "batch_size": 64, "seed": 0, "progress": False}
+SETTINGS = {"epochs": 2, "batch_size": 64, "seed": 0}  # the training settings fit is given
 LEARNING_RATE = 1e-3  # fit's default
 HELD_OUT_BATCH = 256  # fit's held-out batches: max(batch_size, 256) images
 HELD_OUT_EPOCH = 2**30  # the epoch index fit gives held-out batches (one fixed binarization)

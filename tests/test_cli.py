@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import vae_tutorial as vt
 from vae_tutorial import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,20 +139,12 @@ def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
     assert metrics["finished"] is True
     config = metrics["config"]
     assert config == json.loads((out / "config.json").read_text())
-    assert {
-        "latent_dim",
-        "intermediate_dim",
-        "batch_size",
-        "binarize",
-        "beta",
-        "epochs",
-        "kl_warmup_epochs",
-        "learning_rate",
-        "seed",
-        "conv",
-        "dataset",
-    } <= set(config)
-    assert config["intermediate_dim"] == [32] and config["latent_dim"] == 2
+    assert set(config) == {"data", "model", "training", "run"}
+    assert vt.ModelConfig.from_dict(config["model"]) == vt.ModelConfig(
+        kind="mlp", latent_dim=2, intermediate_dim=(32,)
+    )
+    assert vt.TrainingConfig(**config["training"]).epochs == 1
+    assert config["data"]["dataset"] == "mnist" and config["run"]["out"] == str(out)
     [epoch] = metrics["epochs"]
     assert EPOCH_KEYS <= set(epoch) and epoch["epoch"] == 1
     assert metrics["test_elbo"] == epoch["test_elbo"] < 0
@@ -171,7 +164,7 @@ def test_rerun_with_more_epochs_continues(run_dir):
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
-    assert metrics["config"]["epochs"] == 2 and metrics["finished"] is True
+    assert metrics["config"]["training"]["epochs"] == 2 and metrics["finished"] is True
 
     # The same command again trains nothing new: same history, no new checkpoint.
     before = metrics["epochs"]

@@ -11,6 +11,7 @@ import tensorflow as tf
 from vae_tutorial import (
     VAE,
     ConditionalVAE,
+    TrainingConfig,
     cli,
     evaluate_elbo,
     fit,
@@ -47,7 +48,7 @@ def run(model=None, epochs=1, **kwargs):
         small_cvae() if model is None else model,
         TRAIN,
         TEST,
-        epochs=epochs,
+        config=TrainingConfig(epochs=epochs),
         train_labels=TRAIN_LABELS,
         test_labels=TEST_LABELS,
         **kwargs,
@@ -109,15 +110,39 @@ def test_bad_batches_are_refused_with_the_fix(batch, error, words):
 
 def test_fit_refuses_missing_wrong_or_unwanted_labels():
     with pytest.raises(ValueError, match="pass train_labels="):
-        fit(small_cvae(), TRAIN, epochs=1, progress=False)
+        fit(small_cvae(), TRAIN, config=TrainingConfig(epochs=1), progress=False)
     with pytest.raises(ValueError, match="pass test_labels="):
-        fit(small_cvae(), TRAIN, TEST, epochs=1, train_labels=TRAIN_LABELS, progress=False)
+        fit(
+            small_cvae(),
+            TRAIN,
+            TEST,
+            config=TrainingConfig(epochs=1),
+            train_labels=TRAIN_LABELS,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="10 labels for 256 images"):
-        fit(small_cvae(), TRAIN, epochs=1, train_labels=TRAIN_LABELS[:10], progress=False)
+        fit(
+            small_cvae(),
+            TRAIN,
+            config=TrainingConfig(epochs=1),
+            train_labels=TRAIN_LABELS[:10],
+            progress=False,
+        )
     with pytest.raises(ValueError, match="num_classes=13"):
-        fit(small_cvae(), TRAIN, epochs=1, train_labels=TRAIN_LABELS + 3, progress=False)
+        fit(
+            small_cvae(),
+            TRAIN,
+            config=TrainingConfig(epochs=1),
+            train_labels=TRAIN_LABELS + 3,
+            progress=False,
+        )
     with pytest.raises(ValueError, match="does not use labels"):
-        fit(VAE(latent_dim=2, intermediate_dim=8), TRAIN, epochs=1, train_labels=TRAIN_LABELS)
+        fit(
+            VAE(latent_dim=2, intermediate_dim=8),
+            TRAIN,
+            config=TrainingConfig(epochs=1),
+            train_labels=TRAIN_LABELS,
+        )
 
 
 def test_plot_class_samples_needs_a_conditional_model():
@@ -251,8 +276,14 @@ def test_fit_trains_on_make_batches_batches_with_their_labels(jit_compile):
     keras.utils.set_random_seed(0)
     model = LabelRecorder(latent_dim=2, intermediate_dim=16)
     train, labels = TRAIN[:200], TRAIN_LABELS[:200]  # 3 batches of 64 and one of 8
-    fit(model, train, epochs=2, batch_size=64, seed=5, progress=False, train_labels=labels,
-        jit_compile=jit_compile)  # fmt: skip
+    fit(
+        model,
+        train,
+        config=TrainingConfig(epochs=2, batch_size=64, seed=5),
+        progress=False,
+        train_labels=labels,
+        jit_compile=jit_compile,
+    )
     expected, step = np.zeros((10, 784)), 0
     for epoch in (0, 1):
         for x, y in make_batches(train, batch_size=64, seed=5, epoch=epoch, labels=labels):
@@ -292,7 +323,7 @@ def test_cli_trains_and_evaluates_a_conditional_run(tmp_path, monkeypatch, capsy
             "--limit-test", "100", "--out", str(out)]  # fmt: skip
     assert cli.main(["train", "--conditional", *tiny]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["conditional"] is True
+    assert config["model"]["kind"] == "conditional"
     assert (out / "samples.png").is_file() and (out / "loss_curves.png").is_file()
     assert cli.main(["evaluate", "--out", str(out), "--k", "5"]) == 0
     assert "log p(x | y)" in capsys.readouterr().out

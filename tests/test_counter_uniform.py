@@ -1,4 +1,4 @@
-"""batching.counter_uniform, the hash generator behind dynamic binarization, against scipy:
+"""counter_random.counter_uniform, the hash generator behind dynamic binarization, against scipy:
 its numbers are uniform on [0, 1), unrelated across neighbouring pixels, batches and seeds,
 and the same with and without XLA."""
 
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from scipy import stats
 
-from vae_tutorial.batching import counter_uniform
+from vae_tutorial.counter_random import counter_uniform
 
 N = 200_000
 

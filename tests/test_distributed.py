@@ -42,7 +42,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 model = new_model()
-history = vt.fit(model, TRAIN, TEST, strategy=strategy, **SETTINGS)
+config = vt.TrainingConfig(**SETTINGS)
+history = vt.fit(model, TRAIN, TEST, config, strategy=strategy, progress=False)
 plain, plain_elbo = reference()
 print(json.dumps({{
     "replicas": strategy.num_replicas_in_sync,
@@ -97,30 +98,42 @@ def test_fit_refuses_what_a_strategy_cannot_train():
     built = new_model()
     built(tf.zeros([1, 784]))
     with pytest.raises(ValueError, match="outside strategy.scope"):
-        vt.fit(built, TRAIN, strategy=strategy, epochs=1, progress=False)
+        vt.fit(built, TRAIN, config=vt.TrainingConfig(epochs=1), strategy=strategy, progress=False)
     with pytest.raises(ValueError, match="outside strategy.scope"):
         vt.fit(
             new_model(),
             TRAIN,
+            config=vt.TrainingConfig(epochs=1),
             optimizer=keras.optimizers.Adam(),
             strategy=strategy,
-            epochs=1,
             progress=False,
         )
     with pytest.raises(TypeError, match="tf.distribute.Strategy"):
-        vt.fit(new_model(), TRAIN, strategy="mirrored", epochs=1, progress=False)
+        vt.fit(
+            new_model(),
+            TRAIN,
+            config=vt.TrainingConfig(epochs=1),
+            strategy="mirrored",
+            progress=False,
+        )
     with pytest.raises(ValueError, match="without a strategy"):
         vt.fit(new_model(), TRAIN, strategy=strategy, jit_compile=True, progress=False)
     with pytest.raises(ValueError, match="free_bits=0 with a strategy"):
-        vt.fit(new_model(), TRAIN, strategy=strategy, free_bits=0.5, epochs=1, progress=False)
+        vt.fit(
+            new_model(),
+            TRAIN,
+            config=vt.TrainingConfig(free_bits=0.5, epochs=1),
+            strategy=strategy,
+            progress=False,
+        )
     labels = np.arange(len(TRAIN)) % 10
     with pytest.raises(ValueError, match="ConditionalVAE without a strategy"):
         vt.fit(
             vt.ConditionalVAE(latent_dim=2, intermediate_dim=8),
             TRAIN,
+            config=vt.TrainingConfig(epochs=1),
             train_labels=labels,
             strategy=strategy,
-            epochs=1,
             progress=False,
         )
 
@@ -210,7 +223,7 @@ def test_multi_worker_cli_trains_and_resumes_after_both_workers_are_killed(tmp_p
     done = len(vt.checkpoints.read_history(tf.train.latest_checkpoint(str(out / "checkpoints"))))
     assert 1 <= done < 100
     metrics = json.loads((out / "metrics.json").read_text())
-    assert not metrics["finished"] and metrics["config"]["strategy"] == "multi-worker"
+    assert not metrics["finished"] and metrics["config"]["run"]["strategy"] == "multi-worker"
     assert not list(out.glob("*.png"))  # --no-figures
 
     # Phase 2: the same command, one more epoch: both workers resume from the chief's files.
@@ -239,7 +252,9 @@ def test_multi_worker_cli_trains_and_resumes_after_both_workers_are_killed(tmp_p
 def test_mirrored_on_the_gpus_equals_the_plain_loop():
     strategy = tf.distribute.MirroredStrategy()
     model = new_model()
-    history = vt.fit(model, TRAIN, TEST, strategy=strategy, **SETTINGS)
+    history = vt.fit(
+        model, TRAIN, TEST, vt.TrainingConfig(**SETTINGS), strategy=strategy, progress=False
+    )
     plain, plain_elbo = reference()
     assert max_difference(model, plain) < 1e-4  # GPU kernels differ from the CPU's
     assert history[-1]["test_elbo"] == pytest.approx(plain_elbo, rel=1e-4)
@@ -261,5 +276,5 @@ def test_cli_trains_under_mirrored_strategy(tmp_path, monkeypatch, capsys):
     args += ["--limit-train", "256", "--limit-test", "128", "--intermediate-dim", "16"]
     assert cli_main([*args, "--no-figures"]) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["finished"] and metrics["config"]["strategy"] == "mirrored"
+    assert metrics["finished"] and metrics["config"]["run"]["strategy"] == "mirrored"
     assert np.isfinite(metrics["test_elbo"])

@@ -1,6 +1,7 @@
 """fit(): history, resume (clean exit and SIGKILL), refusals, the NaN guard, TensorBoard,
 reproducibility. Tiny data and models: the whole file should run in about a minute."""
 
+import dataclasses
 import json
 import math
 import os
@@ -16,7 +17,15 @@ import pytest
 import tensorflow as tf
 from helpers import KILL_TRAIN, TEST, TRAIN, small_vae
 
-from vae_tutorial import VAE, ConvVAE, NonFiniteLossError, fit, kl_warmup_beta, load_dataset
+from vae_tutorial import (
+    VAE,
+    ConvVAE,
+    NonFiniteLossError,
+    TrainingConfig,
+    fit,
+    kl_warmup_beta,
+    load_dataset,
+)
 from vae_tutorial.batching import make_batches
 from vae_tutorial.compiled import tracing_count
 
@@ -33,10 +42,16 @@ KEYS = {
 }
 
 
-def run(model=None, epochs=2, **kwargs):
-    kwargs.setdefault("batch_size", 64)
+SETTINGS = {f.name for f in dataclasses.fields(TrainingConfig)}
+
+
+def run(model=None, **kwargs):
+    """fit on the small sample: TrainingConfig's settings among kwargs go into the config."""
+    settings = {"epochs": 2, "batch_size": 64}
+    settings.update({k: kwargs.pop(k) for k in list(kwargs) if k in SETTINGS})
     kwargs.setdefault("progress", False)
-    return fit(small_vae() if model is None else model, TRAIN, TEST, epochs=epochs, **kwargs)
+    model = small_vae() if model is None else model
+    return fit(model, TRAIN, TEST, TrainingConfig(**settings), **kwargs)
 
 
 def losses(history):
@@ -45,7 +60,7 @@ def losses(history):
 
 @pytest.mark.slow
 def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys, monkeypatch):
-    monkeypatch.setattr("vae_tutorial.training._live_display", lambda: True)  # as in a terminal
+    monkeypatch.setattr("vae_tutorial.reporting.live_display", lambda: True)  # as in a terminal
     history = run(epochs=2, progress=True)
     assert [h["epoch"] for h in history] == [1, 2]
     for h in history:
@@ -58,7 +73,12 @@ def test_history_has_one_record_per_epoch_with_the_documented_fields(capsys, mon
     out = capsys.readouterr().out
     assert "epoch 2/2: train loss" in out and "test ELBO" in out and "images/s" in out
     assert "loss:" in out and "recon:" in out and "kl:" in out  # the progress bar
-    assert fit(small_vae(), TRAIN[:64], epochs=1, progress=False)[0]["test_elbo"] is None
+    assert (
+        fit(small_vae(), TRAIN[:64], config=TrainingConfig(epochs=1), progress=False)[0][
+            "test_elbo"
+        ]
+        is None
+    )
     assert capsys.readouterr().out == ""  # progress=False is silent
 
 
@@ -74,7 +94,11 @@ def test_progress_into_a_file_is_one_plain_line_per_epoch(capsys):
 def test_loss_falls_on_real_mnist():
     data = load_dataset("mnist", download=False).subset(2048, 512)  # the bundled sample
     history = fit(
-        small_vae(), data.train_images, data.test_images, epochs=3, batch_size=64, progress=False
+        small_vae(),
+        data.train_images,
+        data.test_images,
+        config=TrainingConfig(epochs=3, batch_size=64),
+        progress=False,
     )
     train = [h["train_loss"] for h in history]
     test = [h["test_elbo"] for h in history]
@@ -124,9 +148,9 @@ CHILD = """
 import sys
 sys.path.insert(0, {tests!r})
 from helpers import KILL_TRAIN, TEST, small_vae
-from vae_tutorial import fit
-fit(small_vae(), KILL_TRAIN, TEST, epochs=50, batch_size=8, checkpoint_dir={ckpt!r},
-    progress=False)
+from vae_tutorial import TrainingConfig, fit
+fit(small_vae(), KILL_TRAIN, TEST, TrainingConfig(epochs=50, batch_size=8),
+    checkpoint_dir={ckpt!r}, progress=False)
 """
 
 
@@ -159,8 +183,7 @@ def test_resume_after_sigkill_mid_epoch(tmp_path):
         small_vae(seed=11),
         KILL_TRAIN,
         TEST,
-        epochs=finished + 1,
-        batch_size=8,
+        config=TrainingConfig(epochs=finished + 1, batch_size=8),
         checkpoint_dir=ckpt,
         progress=False,
     )
@@ -280,14 +303,23 @@ def test_bad_arguments_raise_value_error_naming_the_fix(kwargs, match):
     model = kwargs.pop("model", None) or small_vae()
     train, test = kwargs.pop("train", TRAIN), kwargs.pop("test", TEST)
     with pytest.raises(ValueError, match=match):
-        fit(model, train, test, progress=False, **kwargs)
+        fit(model, train, test, TrainingConfig(**kwargs), progress=False)
+
+
+def test_settings_come_in_one_training_config():
+    with pytest.raises(TypeError, match=r"vt.TrainingConfig\(epochs=1\)"):
+        fit(small_vae(), TRAIN, TEST, epochs=1)
+    with pytest.raises(TypeError, match="config must be a TrainingConfig, got dict"):
+        fit(small_vae(), TRAIN, TEST, {"epochs": 1})
 
 
 @pytest.mark.slow
 def test_two_models_trained_by_fit_in_one_process():
     first = run(VAE(2, 32), epochs=1)
     second = run(VAE(3, 48), epochs=1)
-    conv = fit(ConvVAE(2), TRAIN[:128], epochs=1, batch_size=64, progress=False)
+    conv = fit(
+        ConvVAE(2), TRAIN[:128], config=TrainingConfig(epochs=1, batch_size=64), progress=False
+    )
     again = run(VAE(2, 32), epochs=1)  # the first shape again: its own trace
     for history in (first, second, conv, again):
         assert math.isfinite(history[0]["train_loss"])
@@ -330,8 +362,13 @@ def test_fit_trains_on_exactly_make_batches_batches(binarize, runner):
     keras.utils.set_random_seed(0)
     model = BatchRecorder(latent_dim=2, intermediate_dim=16)
     train = TRAIN[:200]  # 3 full batches of 64 and a last one of 8, two epochs
-    fit(model, train, epochs=2, batch_size=64, binarize=binarize, seed=5, progress=False,
-        **runner)  # fmt: skip
+    fit(
+        model,
+        train,
+        config=TrainingConfig(epochs=2, batch_size=64, binarize=binarize, seed=5),
+        progress=False,
+        **runner,
+    )
     expected, step = np.zeros(784), 0
     for epoch in (0, 1):
         for x in make_batches(train, batch_size=64, binarize=binarize, seed=5, epoch=epoch):

@@ -291,12 +291,23 @@ def test_fit_refuses_data_the_likelihood_does_not_model_and_trains_on_what_it_do
     images = grey_images(128)
     model = vt.VAE(latent_dim=2, intermediate_dim=16, likelihood="gaussian_learned_variance")
     with pytest.raises(ValueError, match=r"binarize='dequantize'"):
-        vt.fit(model, images, epochs=1, progress=False)  # default: dynamic binarization
+        # TrainingConfig's default: dynamic binarization
+        vt.fit(model, images, config=vt.TrainingConfig(epochs=1), progress=False)
     logistic = vt.VAE(latent_dim=2, intermediate_dim=16, likelihood="discretized_logistic")
     with pytest.raises(ValueError, match=r"binarize='none'"):
-        vt.fit(logistic, images, epochs=1, binarize="dequantize", progress=False)
-    history = vt.fit(logistic, images, images[:32], epochs=1, batch_size=32, binarize="none",
-                     progress=False)  # fmt: skip
+        vt.fit(
+            logistic,
+            images,
+            config=vt.TrainingConfig(epochs=1, binarize="dequantize"),
+            progress=False,
+        )
+    history = vt.fit(
+        logistic,
+        images,
+        images[:32],
+        config=vt.TrainingConfig(epochs=1, batch_size=32, binarize="none"),
+        progress=False,
+    )
     # a log-probability of 8-bit levels: at most 0 per pixel, so the ELBO is negative
     assert history[0]["test_elbo"] < 0 and np.isfinite(history[0]["train_loss"])
 
@@ -325,7 +336,7 @@ def test_cli_trains_and_evaluates_with_a_likelihood(tmp_path, capsys, monkeypatc
     assert not (out / "config.json").exists()
     assert cli.main(["train", *tiny, "--likelihood", "gaussian", "--binarize", "dequantize"]) == 0
     config = json.loads((out / "config.json").read_text())
-    assert config["likelihood"] == "gaussian"
+    assert config["model"]["likelihood"] == "gaussian"
     assert cli.main(["evaluate", "--out", str(out), "--k", "4", "--max-images", "50"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["iwae"]["log_likelihood"])

@@ -14,10 +14,12 @@ from vae_tutorial.resources import peak_memory_mb, run_summary  # noqa: E402
 
 # -- losses, models, training step, evaluation --
 from vae_tutorial.evaluation import (  # noqa: E402
-    active_units,
     evaluate_elbo,
     evaluate_iwae,
     iwae_bound,
+)
+from vae_tutorial.diagnostics import (  # noqa: E402
+    active_units,
     kl_per_dimension,
     mutual_information,
     posterior_mean_variance,
@@ -40,15 +42,9 @@ from vae_tutorial.losses import (  # noqa: E402
     reparameterize,
     vae_loss,
 )
-from vae_tutorial.models import (  # noqa: E402
-    VAE,
-    ConditionalVAE,
-    ConvDecoder,
-    ConvEncoder,
-    ConvVAE,
-    Decoder,
-    Encoder,
-)
+from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
+from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
+from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.step import train_step  # noqa: E402
 
 # -- data --
@@ -65,6 +61,7 @@ from vae_tutorial.data import (  # noqa: E402
 
 # -- training loop --
 from vae_tutorial.checkpoints import restore_run  # noqa: E402
+from vae_tutorial.model_config import ModelConfig  # noqa: E402
 from vae_tutorial.training import NonFiniteLossError, fit, kl_warmup_beta  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 

@@ -1,10 +1,11 @@
 """fit's checkpoints, in one place: save, resume, refuse another model's, fall back.
 
 A checkpoint holds the model's variables (weights and the sampling RNG state), the
-optimizer's, the history so far (JSON) and ``spec``: the model's class, latent size and
-variable shapes, checked on resume (as nanoGPT checks ``model_args``). A damaged newest
-checkpoint (a crash during a save) is moved aside into ``damaged/`` and the one before it is
-used. :func:`restore_run` gives back a trained run's model without training anything.
+optimizer's, the history so far (JSON) and ``spec``: the model's class, its
+:class:`ModelConfig` (for the package's models) and variable shapes, checked on resume (as
+nanoGPT checks ``model_args``). A damaged newest checkpoint (a crash during a save) is moved
+aside into ``damaged/`` and the one before it is used. :func:`restore_run` gives back a
+trained run's model without training anything.
 
 Taught in notebook 05_training_on_mnist.
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from vae_tutorial.model_config import ModelConfig
+
 _KEEP = 3  # checkpoints kept: the newest and two to fall back on
 _SPEC_KEY = "spec/.ATTRIBUTES/VARIABLE_VALUE"
 _HISTORY_KEY = "history/.ATTRIBUTES/VARIABLE_VALUE"
@@ -30,11 +33,12 @@ class _Damaged(Exception):
 
 
 def model_spec(model: keras.Model) -> dict:
-    """What a checkpoint must agree on with the model: class, latent size, variable shapes."""
+    """What a checkpoint must agree on with the model: its class, its settings (None for a
+    model of your own) and its variables' shapes."""
+    config = ModelConfig.of(model)
     return {
         "model": type(model).__name__,
-        "latent_dim": getattr(model, "latent_dim", None),
-        "event_shape": list(model.event_shape),
+        "config": None if config is None else config.as_dict(),
         "variables": [list(v.shape) for v in model.variables],
     }
 
@@ -72,11 +76,15 @@ def _check_spec(path: str, model, directory) -> None:
     current = model_spec(model)
     if saved == current:
         return
+    saved_config, config = saved.get("config") or {}, current["config"] or {}
     difference = next(
         (
-            f"{key} {saved.get(key)} in the checkpoint, {current[key]} in this model"
-            for key in ("model", "latent_dim", "event_shape")
-            if saved.get(key) != current[key]
+            f"{key} {before} in the checkpoint, {now} in this model"
+            for key, before, now in [
+                ("model", saved.get("model"), current["model"]),
+                *((k, saved_config.get(k), v) for k, v in config.items()),
+            ]
+            if before != now
         ),
         f"variable shapes differ: {saved.get('variables')} in the checkpoint, "
         f"{current['variables']} in this model (e.g. another intermediate_dim)",

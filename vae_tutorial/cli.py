@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from vae_tutorial.checkpoints import read_history  # noqa: E402
 from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
+from vae_tutorial.model_config import ModelConfig  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
@@ -42,15 +44,6 @@ DATASETS = ("mnist", "fashion_mnist")
 CLI_EPOCHS = 30
 LATENT_DIM = 2
 INTERMEDIATE_DIM = [512]
-# Flags that fix the model's shape (or its data): a run directory holds one of them.
-SHAPE_KEYS = ("dataset", "latent_dim", "intermediate_dim", "conv", "conditional", "likelihood")
-# What a config.json written before a key existed meant by it.
-OLD_CONFIG_DEFAULTS = {
-    "conditional": False,
-    "likelihood": "bernoulli",
-    "free_bits": 0.0,
-    "strategy": "none",
-}
 SCATTER_IMAGES = 5000
 STRATEGIES = ("none", "mirrored", "multi-worker")
 TRAINING_FIELDS = dataclasses.fields(TrainingConfig)
@@ -91,16 +84,16 @@ def _int_at_least(minimum: int):
 _positive_int = _int_at_least(1)
 
 
-def _setting_type(name: str, kind: type):
-    """Parse a flag as TrainingConfig would store it, and check it there (one set of checks)."""
+def _number(kind: type):
+    """An int or float flag; its range is TrainingConfig's to check, once, in _train_config."""
 
     def parse(text: str):
         try:
-            value = kind(text)
-            TrainingConfig(**{name: value})
-        except (TypeError, ValueError) as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-        return value
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
 
     return parse
 
@@ -154,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices = BINARIZE_MODES if setting.name == "binarize" else None
         train.add_argument(
             "--" + setting.name.replace("_", "-"),
-            type=str if choices else _setting_type(setting.name, type(setting.default)),
+            type=str if choices else _number(type(setting.default)),
             choices=choices,
             default=default,
             help=f"{setting.metadata['help']} {DEF}",
@@ -261,38 +254,54 @@ def _latest_checkpoint(out: Path) -> str | None:
     return tf.train.latest_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def _build_model(config: dict):
-    likelihood = config.get("likelihood", OLD_CONFIG_DEFAULTS["likelihood"])
-    if config.get("conditional"):
-        return vt.ConditionalVAE(
-            latent_dim=config["latent_dim"],
-            intermediate_dim=list(config["intermediate_dim"]),
-            seed=config["seed"],
-            likelihood=likelihood,
-        )
-    if config["conv"]:
-        return vt.ConvVAE(
-            latent_dim=config["latent_dim"], seed=config["seed"], likelihood=likelihood
-        )
-    return vt.VAE(
-        latent_dim=config["latent_dim"],
-        intermediate_dim=list(config["intermediate_dim"]),
-        seed=config["seed"],
-        likelihood=likelihood,
-    )
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A run directory's ``config.json``: the data, the model, the training, the run's files."""
+
+    data: dict  # dataset, data_dir, limit_train, limit_test
+    model: ModelConfig
+    training: TrainingConfig
+    run: dict  # out, tensorboard, strategy
+
+    @classmethod
+    def read(cls, path: Path) -> RunConfig | None:
+        """The config.json at ``path`` (None if there is none), checked."""
+        saved = _read_json(path)
+        if saved is None:
+            return None
+        try:
+            return cls(
+                data=saved["data"],
+                model=ModelConfig.from_dict(saved["model"]),
+                training=TrainingConfig(**saved["training"]),
+                run=saved["run"],
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise CLIError(
+                f"{path} is not a config.json of this version of vae_tutorial ({error}); "
+                "train into a new --out."
+            ) from None
+
+    def as_dict(self) -> dict:
+        return {
+            "data": self.data,
+            "model": self.model.as_dict(),
+            "training": self.training.as_dict(),
+            "run": self.run,
+        }
+
+    def build_model(self) -> keras.Model:
+        return self.model.build(seed=self.training.seed)
+
+    def labels(self, labels):
+        """The labels a conditional run trains and scores with (None for the others)."""
+        return labels if self.model.kind == "conditional" else None
 
 
-def _describe(config: dict) -> str:
-    if config["conv"]:
-        return f"ConvVAE, latent_dim {config['latent_dim']}"
-    widths = "-".join(str(w) for w in config["intermediate_dim"])
-    kind = "conditional MLP VAE" if config.get("conditional") else "MLP VAE"
-    return f"{kind} 784-{widths}-{config['latent_dim']}"
-
-
-def _load_data(config: dict):
-    data = vt.load_dataset(config["dataset"], config["data_dir"])
-    n_train, n_test = config.get("limit_train"), config.get("limit_test")
+def _load_data(settings: dict):
+    """The data of ``config.json``'s "data": the dataset, cut to the limits."""
+    data = vt.load_dataset(settings["dataset"], settings["data_dir"])
+    n_train, n_test = settings["limit_train"], settings["limit_test"]
     if n_train is not None or n_test is not None:
         data = data.subset(
             None if n_train is None else min(n_train, len(data.train_images)),
@@ -301,25 +310,20 @@ def _load_data(config: dict):
     return data
 
 
-def _metrics(data, config: dict, history: list[dict], previous: dict | None) -> dict:
+def _metrics(data, config: RunConfig, history: list[dict], previous: dict | None) -> dict:
     metrics = {
         "dataset": data.name,
         "source": data.source,
-        "config": config,
+        "config": config.as_dict(),
         "epochs": history,
         "test_elbo": history[-1]["test_elbo"] if history else None,
-        "finished": len(history) >= config["epochs"],
+        "finished": len(history) >= config.training.epochs,
         "train_seconds": sum(h.get("seconds", 0.0) for h in history),
     }
     # An IWAE estimate stays valid only for the very model it was computed on.
     if previous and "iwae" in previous and previous["iwae"].get("epoch") == len(history):
         metrics["iwae"] = previous["iwae"]
     return metrics
-
-
-def _labels(config: dict, labels):
-    """The labels a conditional run trains and scores with (None for the others)."""
-    return labels if config.get("conditional") else None
 
 
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
@@ -350,41 +354,51 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
 # Commands
 
 
-def _train_config(args) -> dict:
-    """config.json: the data and model flags, then TrainingConfig's settings."""
+def _train_config(args) -> RunConfig:
+    """config.json from the flags: each setting checked once, here."""
+    data_dir = args.data_dir if args.data_dir is not None else env_data_dir()
+    if data_dir is not None:
+        data_dir = str(Path(data_dir).expanduser().resolve())
+    kind = "conv" if args.conv else "conditional" if args.conditional else "mlp"
     if args.conv and args.conditional:
         raise CLIError(
             "--conditional trains the conditional MLP VAE; it cannot be combined with --conv.",
             exit_code=2,
         )
-    if args.conv and args.intermediate_dim is not None:
-        raise CLIError(
-            "--intermediate-dim sets the MLP's widths; it does not apply to --conv.", exit_code=2
+    try:
+        model = ModelConfig(
+            kind=kind,
+            latent_dim=args.latent_dim,
+            intermediate_dim=args.intermediate_dim or (None if args.conv else INTERMEDIATE_DIM),
+            likelihood=args.likelihood,
         )
-    data_dir = args.data_dir if args.data_dir is not None else env_data_dir()
-    if data_dir is not None:
-        data_dir = str(Path(data_dir).expanduser().resolve())
+        training = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
+        check_binarize_for_likelihood(training.binarize, get_likelihood(model.likelihood))
+    except (TypeError, ValueError) as error:
+        raise CLIError(_as_flags(str(error)), exit_code=2) from None
     out = args.out
     if out is None:
-        kind = "conv-" if args.conv else "conditional-" if args.conditional else ""
-        out = f"runs/{args.dataset}-{kind}latent{args.latent_dim}"
-    settings = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
-    check_binarize_for_likelihood(settings.binarize, get_likelihood(args.likelihood))
-    return {
-        "dataset": args.dataset,
-        "data_dir": data_dir,
-        "latent_dim": args.latent_dim,
-        "intermediate_dim": None if args.conv else (args.intermediate_dim or INTERMEDIATE_DIM),
-        "conv": bool(args.conv),
-        "conditional": bool(args.conditional),
-        "likelihood": args.likelihood,
-        **settings.as_dict(),
-        "out": str(out),
-        "tensorboard": bool(args.tensorboard),
-        "limit_train": args.limit_train,
-        "limit_test": args.limit_test,
-        "strategy": args.strategy,
-    }
+        prefix = "" if kind == "mlp" else f"{kind}-"
+        out = f"runs/{args.dataset}-{prefix}latent{args.latent_dim}"
+    return RunConfig(
+        data={
+            "dataset": args.dataset,
+            "data_dir": data_dir,
+            "limit_train": args.limit_train,
+            "limit_test": args.limit_test,
+        },
+        model=model,
+        training=training,
+        run={"out": str(out), "tensorboard": bool(args.tensorboard), "strategy": args.strategy},
+    )
+
+
+def _as_flags(message: str) -> str:
+    """A config's error in the flags' words: "batch_size must ..." -> "--batch-size must ..."."""
+    names = [f.name for f in TRAINING_FIELDS] + [f.name for f in dataclasses.fields(ModelConfig)]
+    for name in names:
+        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+    return message.replace("kind='conv'", "--conv")
 
 
 def _strategy(name: str):
@@ -403,51 +417,56 @@ def _strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def _check_resumable(out: Path, saved: dict, new: dict) -> None:
+    """Refuse to resume another model or dataset; note the settings that changed."""
+    fixed = {f"model.{k}": v for k, v in saved["model"].items()}
+    fixed["data.dataset"] = saved["data"]["dataset"]
+    now = {f"{part}.{k}": v for part, section in new.items() for k, v in section.items()}
+    before = {f"{part}.{k}": v for part, section in saved.items() for k, v in section.items()}
+    changed = [k for k in fixed if before[k] != now[k]]
+    if changed:
+        diffs = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed)
+        raise CLIError(
+            f"{out} holds a run with another model or dataset ({diffs}); use a new --out "
+            "for this one (or the old flags to resume it)."
+        )
+    free = set(now) - set(fixed) - {"training.epochs", "run.out"}
+    others = [k for k in now if k in free and before.get(k) != now[k]]
+    if others:
+        print(
+            f"note: resuming {out} with changed settings: "
+            + ", ".join(f"{k} {before.get(k)!r} -> {now[k]!r}" for k in others)
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     strategy = _strategy(args.strategy)
     chief = is_chief(strategy)  # on a cluster only the chief writes into --out
     config = _train_config(args)
-    out = Path(config["out"])
+    out = Path(config.run["out"])
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} exists and is not a directory; pick another --out.")
-    saved = _read_json(out / "config.json")
-    checkpoint = _latest_checkpoint(out)
-    if saved is not None and checkpoint is not None:
-        saved = {**OLD_CONFIG_DEFAULTS, **saved}
-        changed = [k for k in SHAPE_KEYS if saved.get(k) != config[k]]
-        if changed:
-            diffs = ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in changed)
-            raise CLIError(
-                f"{out} holds a run with another model or dataset ({diffs}); use a new --out "
-                "for this one (or the old flags to resume it)."
-            )
-        others = [
-            k
-            for k in config
-            if k not in SHAPE_KEYS and k not in ("epochs", "out") and saved.get(k) != config[k]
-        ]
-        if others:
-            print(
-                f"note: resuming {out} with changed settings: "
-                + ", ".join(f"{k} {saved.get(k)!r} -> {config[k]!r}" for k in others)
-            )
+    saved = RunConfig.read(out / "config.json")
+    if saved is not None and _latest_checkpoint(out) is not None:
+        _check_resumable(out, saved.as_dict(), config.as_dict())
 
-    data = _load_data(config)
+    data = _load_data(config.data)
     print(
         f"Data: {data.source} ({len(data.train_images):,} train, "
         f"{len(data.test_images):,} test images)"
     )
     # Keras draws each layer's initializer seed from Python's random module when the layer is
     # made: seeding first makes --seed fix the initial weights too.
-    keras.utils.set_random_seed(config["seed"])
-    model = _build_model(config)
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
+    model = config.build_model()
     print(
-        f"Model: {_describe(config)}; batch {config['batch_size']}, {config['epochs']} "
-        f"epochs, binarize {config['binarize']}; run directory {out}"
+        f"Model: {config.model.describe()}; batch {training.batch_size}, {training.epochs} "
+        f"epochs, binarize {training.binarize}; run directory {out}"
     )
     out.mkdir(parents=True, exist_ok=True)
     if chief:
-        _write_json(out / "config.json", config)
+        _write_json(out / "config.json", config.as_dict())
     previous = _read_json(out / "metrics.json")
 
     def write_metrics(history):  # after every epoch: nothing finished is ever lost
@@ -461,11 +480,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             model,
             data.train_images,
             data.test_images,
-            **{f.name: config[f.name] for f in TRAINING_FIELDS},
-            train_labels=_labels(config, data.train_labels),
-            test_labels=_labels(config, data.test_labels),
+            training,
+            train_labels=config.labels(data.train_labels),
+            test_labels=config.labels(data.test_labels),
             checkpoint_dir=out / "checkpoints",
-            tensorboard_dir=(out / "tensorboard") if config["tensorboard"] else None,
+            tensorboard_dir=(out / "tensorboard") if config.run["tensorboard"] else None,
             on_epoch_end=write_metrics,
             strategy=strategy,
         )
@@ -507,7 +526,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    config = _read_json(out / "config.json")
+    config = RunConfig.read(out / "config.json")
     if config is None:
         raise CLIError(
             f"{out / 'config.json'} not found: --out must be a directory written by "
@@ -519,27 +538,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"no checkpoint in {out / 'checkpoints'}: train at least one epoch "
             "first (python -m vae_tutorial train --out ...)."
         )
+    data_settings = config.data
     if args.data_dir is not None:
-        config = dict(config, data_dir=str(Path(args.data_dir).expanduser().resolve()))
+        data_dir = str(Path(args.data_dir).expanduser().resolve())
+        data_settings = {**data_settings, "data_dir": data_dir}
 
-    data = _load_data(config)
+    data = _load_data(data_settings)
     test = data.test_images if args.max_images is None else data.test_images[: args.max_images]
-    test_labels = _labels(config, data.test_labels[: len(test)])
-    model = _build_model(config)
+    test_labels = config.labels(data.test_labels[: len(test)])
+    model = config.build_model()
     history = vt.restore_run(model, out / "checkpoints")
-    keras.utils.set_random_seed(config["seed"])
+    training = config.training
+    keras.utils.set_random_seed(training.seed)
 
     def batches():  # the held-out batches fit scored every epoch on
         return held_out_batches(
             test,
             batch_size=args.batch_size,
-            binarize=config["binarize"],
-            seed=config["seed"],
+            binarize=training.binarize,
+            seed=training.seed,
             labels=test_labels,
         )
 
     print(
-        f"Evaluating {_describe(config)} after {len(history)} epoch(s) on {len(test):,} test "
+        f"Evaluating {config.model.describe()} after {len(history)} epoch(s) on {len(test):,} test "
         f"images of {data.source}, k = {args.k} ...",
         flush=True,
     )
@@ -548,7 +570,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
     seconds = time.perf_counter() - started
     target = "log p(x)" if test_labels is None else "log p(x | y)"  # a conditional run's bound
-    bits = _bits_per_pixel(model, config["binarize"], log_likelihood)
+    bits = _bits_per_pixel(model, training.binarize, log_likelihood)
     result = {
         "k": args.k,
         "log_likelihood": log_likelihood,
@@ -556,7 +578,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "elbo": elbo,
         "images": len(test),
         "epoch": len(history),
-        "binarize": config["binarize"],
+        "binarize": training.binarize,
         "seconds": seconds,
     }
     metrics = _read_json(out / "metrics.json") or _metrics(data, config, history, None)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from typing import Any
 
 import keras
 import numpy as np
@@ -40,6 +39,7 @@ from vae_tutorial.epochs import EpochResult, Progress
 from vae_tutorial.fast import run_in_calls
 from vae_tutorial.losses import negative_elbo_per_example
 from vae_tutorial.step import prepare_for_training
+from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import TensorLike
 from vae_tutorial.validation import check_created_in_scope, check_strategy
 
@@ -155,8 +155,9 @@ def _held_out_sums(strategy, model, iterator, steps):
 class DistributedEpochs:
     """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) under ``strategy``.
 
-    An epochs runner (``epochs.EpochsRunner``): ``steps_per_epoch`` and
-    ``run(epoch, beta, progress)``; plus ``held_out_elbo(images, batch_size)``.
+    An epochs runner (``epochs.EpochsRunner``) that owns the strategy: its held-out ELBO is
+    summed across replicas, and on a multi-worker cluster only the chief writes files
+    (``writes_files``; the others' checkpoints are :class:`WorkerCheckpoint`).
     Taught in notebook 11_distributed_training.
     """
 
@@ -166,14 +167,12 @@ class DistributedEpochs:
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         images: np.ndarray,
-        *,
-        batch_size: int,
-        binarize: str,
-        seed: int,
+        config: TrainingConfig,
     ) -> None:
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
-        self.images, self.batch_size, self.binarize, self.seed = images, batch_size, binarize, seed
-        self.steps_per_epoch = num_batches(len(images), batch_size)
+        self.images, self.config, self.batch_size = images, config, config.batch_size
+        self.steps_per_epoch = num_batches(len(images), config.batch_size)
+        self.writes_files = is_chief(strategy)
         # AutoGraph off: the loops are written with tf.while_loop (as in fast.FastEpochs)
         self._train = tf.function(
             functools.partial(_distributed_train_steps, strategy, model, optimizer),
@@ -185,8 +184,8 @@ class DistributedEpochs:
 
     def _iterator(self, images, batch_size, **kwargs):
         batches = batches_with_noise(
-            self.model, images, batch_size=batch_size, binarize=self.binarize, seed=self.seed,
-            **kwargs,
+            self.model, images, batch_size=batch_size, binarize=self.config.binarize,
+            seed=self.config.seed, **kwargs,
         )  # fmt: skip
         return iter(self.strategy.experimental_distribute_dataset(batches))
 
@@ -206,11 +205,18 @@ class DistributedEpochs:
 
         return run_in_calls(next_call, self.steps_per_epoch, progress)
 
-    def held_out_elbo(self, images: np.ndarray, batch_size: int) -> float:
-        """The average ELBO on ``images`` (the held-out epoch's binarization and noise)."""
+    def held_out_elbo(self, images: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """The average ELBO on ``images`` (the held-out epoch's binarization and noise), in
+        batches of at least 256 as on one device; ``labels``: None (no conditional model)."""
+        batch_size = max(self.batch_size, 256)
         iterator = self._iterator(images, batch_size, epoch=HELD_OUT_EPOCH, shuffle=False)
         total, count = self._held_out(iterator, num_batches(len(images), batch_size)).numpy()
         return float(total / count)
+
+    def checkpoint(self, directory: str | os.PathLike) -> RunCheckpoint:
+        """The chief's :class:`RunCheckpoint`, a :class:`WorkerCheckpoint` elsewhere."""
+        kind = RunCheckpoint if self.writes_files else WorkerCheckpoint
+        return kind(directory, self.model, self.optimizer)
 
 
 def distributed_epochs(
@@ -218,9 +224,7 @@ def distributed_epochs(
     model: keras.Model,
     optimizer: keras.optimizers.Optimizer | None,
     images: np.ndarray,
-    *,
-    learning_rate: float,
-    **settings: Any,
+    config: TrainingConfig,
 ) -> tuple[keras.optimizers.Optimizer, DistributedEpochs]:
     """The optimizer (default Adam, made in ``strategy.scope()``) and the epochs runner.
 
@@ -230,12 +234,12 @@ def distributed_epochs(
     """
     check_strategy(strategy)
     with strategy.scope():
-        optimizer = optimizer or keras.optimizers.Adam(learning_rate)
+        optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
         if model.built:
             check_created_in_scope(strategy, model.trainable_variables, "the model's weights")
         check_created_in_scope(strategy, [optimizer.iterations], "the optimizer's variables")
         prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
-    return optimizer, DistributedEpochs(strategy, model, optimizer, images, **settings)
+    return optimizer, DistributedEpochs(strategy, model, optimizer, images, config)
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:
@@ -273,14 +277,3 @@ class WorkerCheckpoint(RunCheckpoint):
         with tempfile.TemporaryDirectory(prefix="vae_worker_") as scratch:
             RunCheckpoint(scratch, self.model, self.optimizer).save(history)
         return tf.train.latest_checkpoint(self.directory)  # the chief's newest, read now
-
-
-def run_checkpoint(
-    strategy: tf.distribute.Strategy | None,
-    directory: str | os.PathLike,
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-) -> RunCheckpoint:
-    """The chief's ``RunCheckpoint(directory, ...)``, or a :class:`WorkerCheckpoint` elsewhere."""
-    kind = RunCheckpoint if is_chief(strategy) else WorkerCheckpoint
-    return kind(directory, model, optimizer)

@@ -11,6 +11,7 @@ Taught in notebook 05_training_on_mnist.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,9 +20,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tutorial.batching import join_batch, make_batches, num_batches, split_batch
+from vae_tutorial.batching import (
+    held_out_batches,
+    join_batch,
+    make_batches,
+    num_batches,
+    split_batch,
+)
+from vae_tutorial.checkpoints import RunCheckpoint
 from vae_tutorial.compiled import compiled_for
+from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.step import train_step_terms
+from vae_tutorial.training_config import TrainingConfig
 
 
 @dataclass
@@ -52,23 +62,33 @@ Progress = Callable[[int, EpochResult], None]
 
 
 class EpochsRunner(Protocol):
-    """What fit runs its epochs with."""
+    """What fit runs its epochs with: it trains, scores held-out images and keeps checkpoints
+    (``writes_files`` is False on a cluster's workers other than the chief)."""
 
     steps_per_epoch: int
+    writes_files: bool
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch`` with KL weight ``beta``; ``progress(steps_done, result)``
         while it runs. Stops at the first NaN/Inf loss (``result.non_finite_step``)."""
         ...
 
+    def held_out_elbo(self, images: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """The average ELBO on ``images``, binarized once for all epochs."""
+        ...
+
+    def checkpoint(self, directory: str | os.PathLike) -> RunCheckpoint:
+        """The run's checkpoints in ``directory``."""
+        ...
+
 
 class PlainEpochs:
     """fit's epochs as the series writes them: one compiled GradientTape step per batch.
 
-    ``images``: uint8 (N, 28, 28); ``labels``: a conditional model's classes (N,) or None.
-    Batches as :func:`make_batches` makes them for (``seed``, epoch), ``free_bits`` as
-    :func:`vae_tutorial.losses.negative_elbo_terms` takes it. Taught in notebook
-    05_training_on_mnist.
+    ``images``: uint8 (N, 28, 28); ``config``: the run's :class:`TrainingConfig` (batches as
+    :func:`make_batches` makes them for its ``seed`` and the epoch, ``free_bits`` as
+    :func:`vae_tutorial.losses.negative_elbo_terms` takes it); ``labels``: a conditional
+    model's classes (N,) or None. Taught in notebook 05_training_on_mnist.
     """
 
     def __init__(
@@ -76,24 +96,21 @@ class PlainEpochs:
         model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         images: np.ndarray,
-        *,
-        batch_size: int,
-        binarize: str,
-        seed: int,
+        config: TrainingConfig,
         labels: np.ndarray | None = None,
-        free_bits: float = 0.0,
     ) -> None:
         self.model, self.optimizer, self.images, self.labels = model, optimizer, images, labels
-        self.batch_size, self.binarize, self.seed = batch_size, binarize, seed
-        self.free_bits = free_bits
-        self.steps_per_epoch = num_batches(len(images), batch_size)
+        self.config = config
+        self.steps_per_epoch = num_batches(len(images), config.batch_size)
+        self.writes_files = True
         self._step = compiled_for(model, train_step_terms)
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; stop at the first NaN/Inf loss."""
+        config = self.config
         batches = make_batches(
-            self.images, batch_size=self.batch_size, binarize=self.binarize, seed=self.seed,
-            epoch=epoch - 1, labels=self.labels,
+            self.images, batch_size=config.batch_size, binarize=config.binarize,
+            seed=config.seed, epoch=epoch - 1, labels=self.labels,
         )  # fmt: skip
         sums, images = np.zeros(3), 0
         beta = tf.constant(beta, tf.float32)
@@ -101,7 +118,7 @@ class PlainEpochs:
             x, labels = split_batch(batch)  # labels: a conditional model's, else None
             x = tf.reshape(x, [-1, *self.model.event_shape])
             terms = self._step(
-                self.optimizer, join_batch(x, labels), beta, free_bits=self.free_bits
+                self.optimizer, join_batch(x, labels), beta, free_bits=config.free_bits
             )
             size = int(x.shape[0])
             sums += tf.stack(terms).numpy() * size  # one read from the device per step
@@ -113,3 +130,17 @@ class PlainEpochs:
             if progress is not None:
                 progress(step, result)
         return result
+
+    def held_out_elbo(self, images: np.ndarray, labels: np.ndarray | None = None) -> float:
+        """The average ELBO on ``images`` in batches of at least 256 (the held-out epoch's
+        binarization: the same for every epoch)."""
+        config = self.config
+        batches = held_out_batches(
+            images, batch_size=max(config.batch_size, 256), binarize=config.binarize,
+            seed=config.seed, labels=labels,
+        )  # fmt: skip
+        return float(evaluate_elbo(self.model, batches)["elbo"])
+
+    def checkpoint(self, directory: str | os.PathLike) -> RunCheckpoint:
+        """A :class:`RunCheckpoint` of the model and the optimizer in ``directory``."""
+        return RunCheckpoint(directory, self.model, self.optimizer)

@@ -24,13 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vae_tutorial.batching import batch_counter, epoch_order, join_batch, num_batches, to_float
+from vae_tutorial.batching import batch_counter, epoch_order, join_batch, to_float
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.epochs import EpochResult, Progress
+from vae_tutorial.epochs import EpochResult, PlainEpochs, Progress
 from vae_tutorial.fast.noise import standard_normal
 from vae_tutorial.fast.packed_images import gather_images, resident_images
 from vae_tutorial.losses import normal_sampler
 from vae_tutorial.step import train_step_terms
+from vae_tutorial.training_config import TrainingConfig
 
 _FIRST_STEPS_PER_CALL = 32
 _SECONDS_PER_CALL = 0.25  # the progress bar moves a few times per second
@@ -106,19 +107,16 @@ def _train_steps(model, optimizer, resident, order, first, steps, beta, epoch, b
     return sums, done, bad
 
 
-class FastEpochs:
-    """Runs fit's epochs on ``images`` (uint8, N x 28 x 28) with the tricks above; the same
-    arguments as ``PlainEpochs`` and ``jit_compile``."""
+class FastEpochs(PlainEpochs):
+    """A :class:`PlainEpochs` whose ``run`` trains the same steps with the tricks above; the
+    same arguments and ``jit_compile``."""
 
     def __init__(self, model: keras.Model, optimizer: keras.optimizers.Optimizer,
-                 images: np.ndarray, *, batch_size: int, binarize: str, seed: int,
-                 jit_compile: bool, labels: np.ndarray | None = None,
-                 free_bits: float = 0.0) -> None:  # fmt: skip
-        self.model, self.optimizer = model, optimizer
-        self.free_bits = free_bits
-        self.n, self.batch_size, self.binarize, self.seed = len(images), batch_size, binarize, seed
-        self.steps_per_epoch = num_batches(self.n, batch_size)
-        self._resident = resident_images(images, binarize, seed)
+                 images: np.ndarray, config: TrainingConfig, labels: np.ndarray | None = None,
+                 *, jit_compile: bool) -> None:  # fmt: skip
+        super().__init__(model, optimizer, images, config, labels)
+        self.n, self.batch_size = len(images), config.batch_size
+        self._resident = resident_images(images, config.binarize, config.seed)
         self._labels = None if labels is None else tf.constant(labels, tf.int32)
         if jit_compile:
             self._full = compiled_for(model, _train_steps, jit_compile=True, autograph=False)
@@ -132,7 +130,8 @@ class FastEpochs:
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
-        order = tf.constant(epoch_order(self.n, self.seed, epoch - 1))
+        config = self.config
+        order = tf.constant(epoch_order(self.n, config.seed, epoch - 1))
         full = self.n // self.batch_size
 
         def next_call(done):  # full batches in calls of many steps, then the last one alone
@@ -144,8 +143,8 @@ class FastEpochs:
                     self.optimizer, self._resident, order, tf.constant(done, tf.int64),
                     tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
                     tf.constant(epoch - 1, tf.int64), self.batch_size,
-                    size if self._static_size else tf.constant(size, tf.int64), self.binarize,
-                    self.seed, self._labels, self.free_bits,
+                    size if self._static_size else tf.constant(size, tf.int64), config.binarize,
+                    config.seed, self._labels, config.free_bits,
                 )  # fmt: skip
             steps_run, bad = int(steps_run), int(bad)
             if size == self.batch_size and not bad:

@@ -1,0 +1,124 @@
+"""Which model to build, checked once: what the CLI's ``config.json`` and a checkpoint hold.
+
+Taught in notebook 05_training_on_mnist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+
+from vae_tutorial.conditional import ConditionalVAE
+from vae_tutorial.convolutional import ConvVAE
+from vae_tutorial.likelihoods import get_likelihood
+from vae_tutorial.models import VAE, hidden_sizes
+from vae_tutorial.validation import check_choice, check_int
+
+MODEL_CLASSES: dict[str, type[keras.Model]] = {
+    "mlp": VAE,
+    "conv": ConvVAE,
+    "conditional": ConditionalVAE,
+}
+_MLP_WIDTHS = (128,)  # VAE's default, the original article's
+_NUM_CLASSES = 10
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A model's settings: ``ModelConfig(kind="mlp", latent_dim=2, intermediate_dim=(512,))``.
+
+    ``kind`` is "mlp" (:class:`VAE`), "conv" (:class:`ConvVAE`) or "conditional"
+    (:class:`ConditionalVAE`); ``intermediate_dim`` are the MLP's widths (None for "conv");
+    ``likelihood`` is a name or config for :func:`get_likelihood`; ``num_classes`` is the
+    conditional model's (None for the others). Validated on creation; ``build(seed)`` makes
+    the model, ``ModelConfig.of(model)`` reads one back. Taught in notebook
+    05_training_on_mnist.
+    """
+
+    kind: str = "mlp"
+    latent_dim: int = 2
+    intermediate_dim: Sequence[int] | None = None  # stored as a tuple
+    likelihood: str | dict = "bernoulli"
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: store the normalised values
+        check_choice(self.kind, "kind", tuple(MODEL_CLASSES))
+        set_(self, "latent_dim", check_int(self.latent_dim, "latent_dim", 1, fix="e.g. 2."))
+        set_(self, "intermediate_dim", self._widths(self.intermediate_dim))
+        set_(self, "likelihood", get_likelihood(self.likelihood).get_config())
+        set_(self, "num_classes", self._classes(self.num_classes))
+
+    def _widths(self, widths: int | Sequence[int] | None) -> tuple[int, ...] | None:
+        if self.kind == "conv":
+            if widths is not None:
+                raise ValueError(
+                    "intermediate_dim sets the MLP's widths; it does not apply to kind='conv'; "
+                    "leave it out."
+                )
+            return None
+        return _MLP_WIDTHS if widths is None else tuple(hidden_sizes(widths))
+
+    def _classes(self, num_classes: int | None) -> int | None:
+        if self.kind != "conditional":
+            if num_classes is not None:
+                raise ValueError(
+                    f"num_classes is the conditional model's; kind={self.kind!r} takes none."
+                )
+            return None
+        if num_classes is None:
+            return _NUM_CLASSES
+        return check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
+
+    def build(self, seed: int | None = None) -> keras.Model:
+        """A new, untrained model of these settings; ``seed`` seeds its sampling noise."""
+        settings: dict[str, Any] = {
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "seed": seed,
+        }
+        if self.intermediate_dim is not None:
+            settings["intermediate_dim"] = list(self.intermediate_dim)
+        if self.num_classes is not None:
+            settings["num_classes"] = self.num_classes
+        return MODEL_CLASSES[self.kind](**settings)
+
+    @classmethod
+    def of(cls, model: keras.Model) -> ModelConfig | None:
+        """The settings ``model`` was built with; None for a class not in ``MODEL_CLASSES``
+        (a model of your own) or a VAE of another input size."""
+        kind = next((k for k, c in MODEL_CLASSES.items() if type(model) is c), None)
+        if kind is None or getattr(model, "input_dim", 784) != 784:
+            return None
+        config = model.get_config()
+        return cls(
+            kind=kind,
+            latent_dim=config["latent_dim"],
+            intermediate_dim=config.get("intermediate_dim"),
+            likelihood=config["likelihood"],
+            num_classes=config.get("num_classes"),
+        )
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> ModelConfig:
+        """The inverse of :meth:`as_dict` (``config.json``'s "model")."""
+        return cls(**settings)
+
+    def as_dict(self) -> dict:
+        """The settings as a plain dict (JSON-ready)."""
+        settings = dataclasses.asdict(self)
+        if self.intermediate_dim is not None:
+            settings["intermediate_dim"] = list(self.intermediate_dim)
+        return settings
+
+    def describe(self) -> str:
+        """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2"."""
+        if self.kind == "conv":
+            return f"ConvVAE, latent_dim {self.latent_dim}"
+        widths = "-".join(str(w) for w in self.intermediate_dim or ())
+        kind = "conditional MLP VAE" if self.kind == "conditional" else "MLP VAE"
+        return f"{kind} 784-{widths}-{self.latent_dim}"
