@@ -41,14 +41,13 @@ def small_cvae(seed=0, **kwargs):
     return ConditionalVAE(latent_dim=2, intermediate_dim=16, **kwargs)
 
 
-def run(model=None, epochs=1, **kwargs):
-    kwargs.setdefault("batch_size", 64)
+def run(model=None, epochs=1, seed=0, **kwargs):
     kwargs.setdefault("progress", False)
     return fit(
         small_cvae() if model is None else model,
         TRAIN,
         TEST,
-        config=TrainingConfig(epochs=epochs),
+        TrainingConfig(epochs=epochs, batch_size=64, seed=seed),
         train_labels=TRAIN_LABELS,
         test_labels=TEST_LABELS,
         **kwargs,
@@ -331,6 +330,6 @@ def test_cli_trains_and_evaluates_a_conditional_run(tmp_path, monkeypatch, capsy
     assert metrics["iwae"]["log_likelihood"] > metrics["iwae"]["elbo"] - 1.0
     # the same directory without --conditional is another model
     assert cli.main(["train", *tiny]) == 1
-    assert "conditional True -> False" in capsys.readouterr().err
+    assert "model.kind 'conditional' -> 'mlp'" in capsys.readouterr().err
     assert cli.main(["train", "--conditional", "--conv", "--out", str(tmp_path / "x")]) == 2
     assert "cannot be combined with --conv" in capsys.readouterr().err

@@ -331,8 +331,9 @@ def test_cli_trains_and_evaluates_with_a_likelihood(tmp_path, capsys, monkeypatc
     out = tmp_path / "run"
     tiny = ["--epochs", "1", "--intermediate-dim", "16", "--batch-size", "100", "--limit-train",
             "300", "--limit-test", "100", "--no-figures", "--out", str(out)]  # fmt: skip
-    assert cli.main(["train", *tiny, "--likelihood", "gaussian"]) == 1  # binarize dynamic
-    assert "--binarize dequantize" in capsys.readouterr().err
+    assert cli.main(["train", *tiny, "--likelihood", "gaussian"]) == 2  # binarize dynamic
+    error = capsys.readouterr().err
+    assert "Use --binarize='dequantize' (on the command line: --binarize dequantize)" in error
     assert not (out / "config.json").exists()
     assert cli.main(["train", *tiny, "--likelihood", "gaussian", "--binarize", "dequantize"]) == 0
     config = json.loads((out / "config.json").read_text())

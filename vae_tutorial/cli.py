@@ -397,7 +397,7 @@ def _as_flags(message: str) -> str:
     """A config's error in the flags' words: "batch_size must ..." -> "--batch-size must ..."."""
     names = [f.name for f in TRAINING_FIELDS] + [f.name for f in dataclasses.fields(ModelConfig)]
     for name in names:
-        message = re.sub(rf"\b{name}\b", "--" + name.replace("_", "-"), message)
+        message = re.sub(rf"(?<![-\w]){name}\b", "--" + name.replace("_", "-"), message)
     return message.replace("kind='conv'", "--conv")
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections.abc import Iterable
 
 import keras
 import numpy as np
@@ -41,7 +42,6 @@ from vae_tutorial.losses import negative_elbo_per_example
 from vae_tutorial.step import prepare_for_training
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import TensorLike
-from vae_tutorial.validation import check_created_in_scope, check_strategy
 
 _STEPS_PER_CALL = 32  # steps per tf.function call; the progress bar moves between calls
 _SUM = tf.distribute.ReduceOp.SUM
@@ -225,6 +225,7 @@ def distributed_epochs(
     optimizer: keras.optimizers.Optimizer | None,
     images: np.ndarray,
     config: TrainingConfig,
+    labels: np.ndarray | None = None,
 ) -> tuple[keras.optimizers.Optimizer, DistributedEpochs]:
     """The optimizer (default Adam, made in ``strategy.scope()``) and the epochs runner.
 
@@ -233,6 +234,7 @@ def distributed_epochs(
     refused with the fix. Taught in notebook 11_distributed_training.
     """
     check_strategy(strategy)
+    check_distributable(labels, config.free_bits)
     with strategy.scope():
         optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
         if model.built:
@@ -240,6 +242,43 @@ def distributed_epochs(
         check_created_in_scope(strategy, [optimizer.iterations], "the optimizer's variables")
         prepare_for_training(model, optimizer, tf.zeros([1, *model.event_shape]))
     return optimizer, DistributedEpochs(strategy, model, optimizer, images, config)
+
+
+def check_strategy(strategy: tf.distribute.Strategy) -> None:
+    """Require a ``tf.distribute.Strategy`` (fit's ``strategy=``; None means no strategy)."""
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise TypeError(
+            f"strategy must be a tf.distribute.Strategy (or None), got {strategy!r}; e.g. "
+            "tf.distribute.MirroredStrategy() for the GPUs of one machine."
+        )
+
+
+def check_distributable(labels: np.ndarray | None, free_bits: float) -> None:
+    """What fit under a strategy does not train yet: labels (a ConditionalVAE) or free bits."""
+    if labels is not None:
+        raise ValueError(
+            "fit(strategy=...) trains unconditional models only; train the ConditionalVAE "
+            "without a strategy (strategy=None, or --strategy none)."
+        )
+    if free_bits:
+        raise ValueError(
+            "free bits clamp the KL averaged over the whole batch, which fit(strategy=...) does "
+            "not compute across replicas; use free_bits=0 with a strategy, or no strategy."
+        )
+
+
+def check_created_in_scope(
+    strategy: tf.distribute.Strategy, variables: Iterable[keras.Variable], what: str
+) -> None:
+    """Require ``variables`` (Keras variables) to have been created in ``strategy.scope()``."""
+    inside = [strategy.extended.variable_created_in_scope(v.value) for v in variables]
+    if not all(inside):
+        raise ValueError(
+            f"{what} were created outside strategy.scope(), so they are not mirrored on the "
+            "replicas. Create the model (unbuilt) and the optimizer inside "
+            "`with strategy.scope():`, or pass a new model and no optimizer: fit builds both "
+            "there."
+        )
 
 
 def is_chief(strategy: tf.distribute.Strategy | None) -> bool:

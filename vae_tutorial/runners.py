@@ -17,7 +17,6 @@ from vae_tutorial.epochs import EpochsRunner, PlainEpochs
 from vae_tutorial.fast import FastEpochs
 from vae_tutorial.step import prepare_for_training
 from vae_tutorial.training_config import TrainingConfig
-from vae_tutorial.validation import check_distributable
 
 
 def epochs_runner(
@@ -36,8 +35,7 @@ def epochs_runner(
     if strategy is not None:
         if jit_compile:
             raise ValueError("jit_compile=True compiles fit's loop without a strategy only.")
-        check_distributable(labels, config.free_bits)
-        return distributed_epochs(strategy, model, optimizer, images, config)
+        return distributed_epochs(strategy, model, optimizer, images, config, labels)
     if jit_compile is None:
         jit_compile = len(model.event_shape) == 1 and fast
     optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)

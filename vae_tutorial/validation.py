@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import keras
@@ -219,43 +219,6 @@ def check_image_model(model: keras.Model) -> None:
         raise ValueError(
             f"fit trains a vae_tutorial VAE or ConvVAE on 28x28 images; got {type(model).__name__}"
             f" with event_shape {shape}. Build the model with input_dim=784 (the default)."
-        )
-
-
-def check_strategy(strategy: tf.distribute.Strategy) -> None:
-    """Require a ``tf.distribute.Strategy`` (fit's ``strategy=``; None means no strategy)."""
-    if not isinstance(strategy, tf.distribute.Strategy):
-        raise TypeError(
-            f"strategy must be a tf.distribute.Strategy (or None), got {strategy!r}; e.g. "
-            "tf.distribute.MirroredStrategy() for the GPUs of one machine."
-        )
-
-
-def check_distributable(labels: np.ndarray | None, free_bits: float) -> None:
-    """What fit under a strategy does not train yet: labels (a ConditionalVAE) or free bits."""
-    if labels is not None:
-        raise ValueError(
-            "fit(strategy=...) trains unconditional models only; train the ConditionalVAE "
-            "without a strategy (strategy=None, or --strategy none)."
-        )
-    if free_bits:
-        raise ValueError(
-            "free bits clamp the KL averaged over the whole batch, which fit(strategy=...) does "
-            "not compute across replicas; use free_bits=0 with a strategy, or no strategy."
-        )
-
-
-def check_created_in_scope(
-    strategy: tf.distribute.Strategy, variables: Iterable[keras.Variable], what: str
-) -> None:
-    """Require ``variables`` (Keras variables) to have been created in ``strategy.scope()``."""
-    inside = [strategy.extended.variable_created_in_scope(v.value) for v in variables]
-    if not all(inside):
-        raise ValueError(
-            f"{what} were created outside strategy.scope(), so they are not mirrored on the "
-            "replicas. Create the model (unbuilt) and the optimizer inside "
-            "`with strategy.scope():`, or pass a new model and no optimizer: fit builds both "
-            "there."
         )
 
 
