@@ -309,6 +309,8 @@ def test_bad_arguments_raise_value_error_naming_the_fix(kwargs, match):
 def test_settings_come_in_one_training_config():
     with pytest.raises(TypeError, match=r"vt.TrainingConfig\(epochs=1\)"):
         fit(small_vae(), TRAIN, TEST, epochs=1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'progres'"):
+        fit(small_vae(), TRAIN, TEST, progres=False)
     with pytest.raises(TypeError, match="config must be a TrainingConfig, got dict"):
         fit(small_vae(), TRAIN, TEST, {"epochs": 1})
 

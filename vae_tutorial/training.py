@@ -9,6 +9,7 @@ strategy. Taught in notebook 05_training_on_mnist.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -91,7 +92,7 @@ def fit(
     strategy: tf.distribute.Strategy | None = None,
     **settings: object,  # fit(..., epochs=3) is refused with the TrainingConfig to write
 ) -> list[dict]:
-    """Train ``model`` on uint8 images (N, 28, 28) for ``epochs`` epochs; return the history.
+    """Train ``model`` on uint8 images (N, 28, 28) for ``config.epochs`` epochs; return the history.
 
     Args:
         model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
@@ -108,7 +109,7 @@ def fit(
             and TensorFlow with ``keras.utils.set_random_seed(config.seed)`` first; the
             model's initial weights are fixed earlier, when its layers are made, so seed
             before building the model.
-        optimizer: default ``keras.optimizers.Adam(learning_rate)``.
+        optimizer: default ``keras.optimizers.Adam(config.learning_rate)``.
         checkpoint_dir: save a checkpoint (model, optimizer, RNG state, history) after every
             epoch; a later call resumes from it.
         tensorboard_dir: write scalars and reconstructions for TensorBoard.
@@ -183,6 +184,9 @@ def fit(
 
 def _checked_config(config, settings) -> TrainingConfig:
     """fit's settings: one TrainingConfig, not loose keywords."""
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(TrainingConfig)})
+    if unknown:
+        raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}.")
     if settings:
         given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         raise TypeError(
