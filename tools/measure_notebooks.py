@@ -100,11 +100,13 @@ def required_notebooks(data_set: str) -> list[str]:
 
 
 def source_sha256(notebook: Path) -> str:
-    """Hash of the notebook's cell types and sources only: executing it does not change it."""
+    """Hash of the notebook's code, cell by cell: what its run time, memory and failing cells
+    depend on. Executing the notebook or editing its text (markdown) does not change it."""
     cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     canonical = [
-        [c["cell_type"], c["source"] if isinstance(c["source"], str) else "".join(c["source"])]
+        c["source"] if isinstance(c["source"], str) else "".join(c["source"])
         for c in cells
+        if c["cell_type"] == "code"
     ]
     text = json.dumps(canonical, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
