@@ -45,11 +45,9 @@ def run(model=None, epochs=1, seed=0, **kwargs):
     kwargs.setdefault("progress", False)
     return fit(
         small_cvae() if model is None else model,
-        TRAIN,
-        TEST,
+        (TRAIN, TRAIN_LABELS),
+        (TEST, TEST_LABELS),
         TrainingConfig(epochs=epochs, batch_size=64, seed=seed),
-        train_labels=TRAIN_LABELS,
-        test_labels=TEST_LABELS,
         **kwargs,
     )
 
@@ -108,40 +106,17 @@ def test_bad_batches_are_refused_with_the_fix(batch, error, words):
 
 
 def test_fit_refuses_missing_wrong_or_unwanted_labels():
-    with pytest.raises(ValueError, match="pass train_labels="):
-        fit(small_cvae(), TRAIN, config=TrainingConfig(epochs=1), progress=False)
-    with pytest.raises(ValueError, match="pass test_labels="):
-        fit(
-            small_cvae(),
-            TRAIN,
-            TEST,
-            config=TrainingConfig(epochs=1),
-            train_labels=TRAIN_LABELS,
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="10 labels for 256 images"):
-        fit(
-            small_cvae(),
-            TRAIN,
-            config=TrainingConfig(epochs=1),
-            train_labels=TRAIN_LABELS[:10],
-            progress=False,
-        )
+    one_epoch = TrainingConfig(epochs=1)
+    with pytest.raises(ValueError, match=r"pass train as the pair \(images, labels\)"):
+        fit(small_cvae(), TRAIN, config=one_epoch, progress=False)
+    with pytest.raises(ValueError, match=r"pass test as the pair \(images, labels\)"):
+        fit(small_cvae(), (TRAIN, TRAIN_LABELS), TEST, config=one_epoch, progress=False)
+    with pytest.raises(ValueError, match="train's labels has 10 labels for 256 images"):
+        fit(small_cvae(), (TRAIN, TRAIN_LABELS[:10]), config=one_epoch, progress=False)
     with pytest.raises(ValueError, match="num_classes=13"):
-        fit(
-            small_cvae(),
-            TRAIN,
-            config=TrainingConfig(epochs=1),
-            train_labels=TRAIN_LABELS + 3,
-            progress=False,
-        )
-    with pytest.raises(ValueError, match="does not use labels"):
-        fit(
-            VAE(latent_dim=2, intermediate_dim=8),
-            TRAIN,
-            config=TrainingConfig(epochs=1),
-            train_labels=TRAIN_LABELS,
-        )
+        fit(small_cvae(), (TRAIN, TRAIN_LABELS + 3), config=one_epoch, progress=False)
+    with pytest.raises(ValueError, match="VAE does not use labels"):
+        fit(VAE(latent_dim=2, intermediate_dim=8), (TRAIN, TRAIN_LABELS), config=one_epoch)
 
 
 def test_plot_class_samples_needs_a_conditional_model():
@@ -277,10 +252,9 @@ def test_fit_trains_on_make_batches_batches_with_their_labels(jit_compile):
     train, labels = TRAIN[:200], TRAIN_LABELS[:200]  # 3 batches of 64 and one of 8
     fit(
         model,
-        train,
+        (train, labels),
         config=TrainingConfig(epochs=2, batch_size=64, seed=5),
         progress=False,
-        train_labels=labels,
         jit_compile=jit_compile,
     )
     expected, step = np.zeros((10, 784)), 0

@@ -130,9 +130,8 @@ def test_fit_refuses_what_a_strategy_cannot_train():
     with pytest.raises(ValueError, match="ConditionalVAE without a strategy"):
         vt.fit(
             vt.ConditionalVAE(latent_dim=2, intermediate_dim=8),
-            TRAIN,
+            (TRAIN, labels),
             config=vt.TrainingConfig(epochs=1),
-            train_labels=labels,
             strategy=strategy,
             progress=False,
         )

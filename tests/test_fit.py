@@ -295,7 +295,7 @@ def test_kl_warmup_schedule():
         ({"kl_warmup_epochs": -1}, "kl_warmup_epochs must be an int >= 0"),
         ({"train": TRAIN / 255.0}, "raw uint8 images"),
         ({"train": TRAIN.reshape(-1, 784)}, r"reshape\(-1, 28, 28\)"),
-        ({"test": TEST[:, :14]}, "test_images must be the raw uint8 images"),
+        ({"test": TEST[:, :14]}, "test must be the raw uint8 images"),
         ({"model": VAE(2, 32, input_dim=100)}, "input_dim=784"),
     ],
 )

@@ -297,6 +297,10 @@ class RunConfig:
         """The labels a conditional run trains and scores with (None for the others)."""
         return labels if self.model.kind == "conditional" else None
 
+    def model_data(self, images, labels):
+        """What fit trains on: the images, paired with their labels for a conditional run."""
+        return images if self.labels(labels) is None else (images, labels)
+
 
 def _load_data(settings: dict):
     """The data of ``config.json``'s "data": the dataset, cut to the limits."""
@@ -478,11 +482,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         history = vt.fit(
             model,
-            data.train_images,
-            data.test_images,
+            config.model_data(data.train_images, data.train_labels),
+            config.model_data(data.test_images, data.test_labels),
             training,
-            train_labels=config.labels(data.train_labels),
-            test_labels=config.labels(data.test_labels),
             checkpoint_dir=out / "checkpoints",
             tensorboard_dir=(out / "tensorboard") if config.run["tensorboard"] else None,
             on_epoch_end=write_metrics,

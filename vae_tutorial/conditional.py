@@ -15,7 +15,12 @@ from vae_tutorial.likelihoods import Likelihood
 from vae_tutorial.losses import reparameterize
 from vae_tutorial.models import VAE
 from vae_tutorial.types_ import Array, TensorLike
-from vae_tutorial.validation import check_int, check_labels
+from vae_tutorial.validation import (
+    check_int,
+    check_label_array,
+    check_labels,
+    check_uint8_images,
+)
 
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
@@ -53,6 +58,19 @@ class ConditionalVAE(VAE):
         self.encoder(tf.zeros([1, self.input_dim + self.num_classes]))
         self.decoder(tf.zeros([1, self.latent_dim + self.num_classes]))
         self.built = True
+
+    def split_data(  # type: ignore[override]
+        self, data: tuple[Array, Array], name: str
+    ) -> tuple[Array, Array]:
+        """fit's ``data`` for the conditional model: the pair ``(images, labels)``, uint8
+        images (N, 28, 28) and one class index per image, checked."""
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(
+                f"ConditionalVAE is conditioned on the class: pass {name} as the pair (images, "
+                "labels), e.g. (data.train_images, data.train_labels) from load_dataset."
+            )
+        images = check_uint8_images(data[0], f"{name}'s images")
+        return images, check_label_array(data[1], self.num_classes, f"{name}'s labels", len(images))
 
     # The methods below take the labels too, so their signatures differ from VAE's: hence
     # the `type: ignore[override]` that tells the type checker this is meant.

@@ -18,8 +18,8 @@ from keras import layers
 
 from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
-from vae_tutorial.types_ import Batch, TensorLike
-from vae_tutorial.validation import check_batch_shape, check_int
+from vae_tutorial.types_ import Array, Batch, TensorLike
+from vae_tutorial.validation import check_batch_shape, check_int, check_uint8_images
 
 
 def hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
@@ -118,6 +118,18 @@ class VariationalAutoencoder(keras.Model):
         children = super()._trackable_children(save_type, **kwargs)
         children["sampling_state"] = self.seed_generator.state
         return children
+
+    def split_data(self, data: Array | tuple[Array, Array], name: str) -> tuple[Array, None]:
+        """fit's ``data`` for this model: uint8 images (N, 28, 28), checked, and no labels
+        (a ``ConditionalVAE`` takes the pair ``(images, labels)``). Taught in notebook
+        05_training_on_mnist."""
+        if isinstance(data, (tuple, list)):
+            raise ValueError(
+                f"{name} is a pair (images, labels), but {type(self).__name__} does not use "
+                "labels; pass the images alone, or train a vae_tutorial.ConditionalVAE to "
+                "condition on them."
+            )
+        return check_uint8_images(data, name), None
 
     def as_batch(self, x: TensorLike) -> tf.Tensor:
         """``x`` as a tensor of the model's dtype, its shape checked (a clear error if wrong)."""

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from vae_tutorial import runners
@@ -24,11 +23,10 @@ from vae_tutorial.epochs import EpochResult
 from vae_tutorial.reporting import EpochProgress, tensorboard_writer, write_summaries
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
+from vae_tutorial.types_ import Array
 from vae_tutorial.validation import (
     check_binarize_for_likelihood,
     check_image_model,
-    check_labels_for_model,
-    check_uint8_images,
 )
 
 __all__ = [
@@ -76,8 +74,8 @@ def kl_warmup_beta(epoch: int, beta: float = 1.0, kl_warmup_epochs: int = 0) -> 
 
 def fit(
     model: keras.Model,
-    train_images: np.ndarray,
-    test_images: np.ndarray | None = None,
+    train: Array | tuple[Array, Array],
+    test: Array | tuple[Array, Array] | None = None,
     config: TrainingConfig | None = None,
     *,
     optimizer: keras.optimizers.Optimizer | None = None,
@@ -87,8 +85,6 @@ def fit(
     jit_compile: bool | None = None,
     fast: bool = True,
     on_epoch_end: Callable[[list[dict]], object] | None = None,
-    train_labels: np.ndarray | None = None,
-    test_labels: np.ndarray | None = None,
     strategy: tf.distribute.Strategy | None = None,
     **settings: object,  # fit(..., epochs=3) is refused with the TrainingConfig to write
 ) -> list[dict]:
@@ -96,8 +92,10 @@ def fit(
 
     Args:
         model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
-        train_images, test_images: uint8 arrays (N, 28, 28), e.g. ``data.train_images``;
-            with ``test_images`` every epoch reports the held-out ELBO.
+        train, test: uint8 images (N, 28, 28), e.g. ``data.train_images``; for a
+            ``ConditionalVAE`` the pair ``(images, labels)``, e.g. ``(data.train_images,
+            data.train_labels)`` (the model checks its data: ``model.split_data``; notebook
+            10_conditional_vae). With ``test`` every epoch reports the held-out ELBO.
         config: the run's settings, ``TrainingConfig(epochs=10, batch_size=128, ...)``
             (None: the defaults). Epoch e's batches are ``make_batches(..., seed=seed,
             epoch=e - 1)``'s; ``beta`` weights the KL term, ramped up over
@@ -119,9 +117,6 @@ def fit(
             graph); False: with ``epochs.PlainEpochs``, the loop of notebook 05, one compiled
             step per batch. The same steps on the same batches, slower.
         on_epoch_end: called with the history after every finished (and saved) epoch.
-        train_labels, test_labels: the images' classes (N,), e.g. ``data.train_labels``: a
-            ``ConditionalVAE`` needs them (each batch carries its images' labels; notebook
-            10_conditional_vae), other models take none.
         strategy: a ``tf.distribute.Strategy`` to train under (see ``distributed``): the
             variables are made in its scope, each replica's loss is its per-example sum over
             the global batch size, the metrics are reduced across replicas; on a multi-worker
@@ -132,9 +127,10 @@ def fit(
     Taught in notebook 05_training_on_mnist.
     """
     config = _checked_config(config, settings)
-    train_images, test_images, train_labels, test_labels = _checked_data(
-        model, config, train_images, test_images, train_labels, test_labels
-    )
+    check_image_model(model)
+    check_binarize_for_likelihood(config.binarize, model.likelihood)
+    train_images, train_labels = model.split_data(train, "train")
+    test_images, test_labels = (None, None) if test is None else model.split_data(test, "test")
     keras.utils.set_random_seed(config.seed)
     optimizer, epochs_runner = runners.epochs_runner(
         model, optimizer, train_images, config, train_labels,
@@ -191,7 +187,7 @@ def _checked_config(config, settings) -> TrainingConfig:
         given = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         raise TypeError(
             f"fit takes the run's settings in one TrainingConfig: "
-            f"fit(model, train_images, test_images, vt.TrainingConfig({given}))."
+            f"fit(model, train, test, vt.TrainingConfig({given}))."
         )
     if config is None:
         return TrainingConfig()
@@ -201,20 +197,6 @@ def _checked_config(config, settings) -> TrainingConfig:
             "vt.TrainingConfig(epochs=10, batch_size=128)."
         )
     return config
-
-
-def _checked_data(model, config, train_images, test_images, train_labels, test_labels):
-    """fit's data checked once: uint8 images, the labels the model needs, a suitable binarize."""
-    check_image_model(model)
-    check_binarize_for_likelihood(config.binarize, model.likelihood)
-    train_images = check_uint8_images(train_images, "train_images")
-    train_labels = check_labels_for_model(model, train_labels, len(train_images), "train_labels")
-    if test_images is not None:
-        test_images = check_uint8_images(test_images, "test_images")
-        test_labels = check_labels_for_model(model, test_labels, len(test_images), "test_labels")
-    elif test_labels is not None:
-        raise ValueError("test_labels were given without test_images; pass both or neither.")
-    return train_images, test_images, train_labels, test_labels
 
 
 def _record(epoch, beta, result: EpochResult, test_elbo, seconds) -> dict:

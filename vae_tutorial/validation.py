@@ -192,26 +192,6 @@ def check_label_array(
     return array
 
 
-def check_labels_for_model(
-    model: keras.Model, labels: np.ndarray | None, n_images: int, name: str
-) -> np.ndarray | None:
-    """A conditional model needs one label per image, an unconditional one none."""
-    num_classes = getattr(model, "num_classes", None)
-    if num_classes is None:
-        if labels is not None:
-            raise ValueError(
-                f"{name} were given, but {type(model).__name__} does not use labels; train a "
-                "vae_tutorial.ConditionalVAE to condition on them, or leave them out."
-            )
-        return None
-    if labels is None:
-        raise ValueError(
-            f"{type(model).__name__} is conditioned on the class: pass {name}= (e.g. "
-            "data.train_labels and data.test_labels from vae_tutorial.load_dataset)."
-        )
-    return check_label_array(labels, num_classes, name, n_images)
-
-
 def check_image_model(model: keras.Model) -> None:
     """Require a vae_tutorial VAE or ConvVAE for 28x28 images (what fit trains)."""
     shape = getattr(model, "event_shape", None)
