@@ -288,10 +288,11 @@ def test_first_markdown_cell_links_to_binder_and_colab(notebook):
     cells = [c for c in _load(path)["cells"] if c["cell_type"] == "markdown"]
     assert cells, f"{name} has no markdown cell"
     first = "".join(cells[0]["source"])
-    for label, url in (("Binder", links.binder_url(name)), ("Colab", links.colab_url(name))):
+    rel = f"notebooks/{name}"
+    for label, url in (("Binder", links.binder_url(rel)), ("Colab", links.colab_url(rel))):
         assert url in first, (
             f"{name}: the first markdown cell lacks the {label} link {url}. "
-            f"`python tools/links.py {name}` prints the badge line to paste."
+            f"`python tools/links.py --badges {rel}` prints the badge line to paste."
         )
 
 
