@@ -48,8 +48,13 @@ $(VENV)/.installed-%: pyproject.toml | $(BIN)/python
 	@touch $@
 
 # The server's root is the repository (as on Binder); the browser opens $(NOTEBOOK).
+# JupyterLab's classroom defaults come from LAB_SETTINGS (overrides.json: no question about
+# Jupyter news, no update check; page_config.json: no build notices); binder/postBuild
+# installs the same files on Binder, and tests/browser uses them too.
+LAB_SETTINGS := binder/jupyter/lab/settings
 lab: $(VENV)/.installed-lab
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/$(NOTEBOOK) \
+		--LabApp.app_settings_dir="$(CURDIR)/$(LAB_SETTINGS)" $(LAB_ARGS)
 
 # Quick mode shrinks epochs and data so the whole notebook series runs in minutes.
 # VAE_TUTORIAL_OFFLINE is left as the caller has it: with internet, MNIST is downloaded;

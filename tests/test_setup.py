@@ -4,6 +4,8 @@
     pyproject.toml's dependency specifiers accept, and a Python that requires-python accepts.
 (b) Every notebooks/*.ipynb is committed executed, without errors, with the python3 kernel,
     and its first markdown cell links to Binder and Colab for that very notebook.
+(c) `make lab`, Binder and the browser test start JupyterLab with the classroom settings in
+    binder/jupyter/lab/settings/, which the installed JupyterLab's schemas accept.
 """
 
 from __future__ import annotations
@@ -222,6 +224,39 @@ def test_python_versions_agree_with_requires_python():
     assert Version(m.group(1)) in conda["python"], "Binder and conda should use the same Python"
 
 
+# -- JupyterLab's classroom settings -----------------------------------------------------------
+
+LAB_SETTINGS = "binder/jupyter/lab/settings"  # overrides.json and page_config.json
+
+
+def test_make_lab_binder_and_the_browser_test_use_the_classroom_settings():
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"LAB_SETTINGS := {LAB_SETTINGS}" in makefile
+    assert '--LabApp.app_settings_dir="$(CURDIR)/$(LAB_SETTINGS)"' in makefile
+    post = (ROOT / "binder" / "postBuild").read_text()
+    for name in ("overrides.json", "page_config.json"):
+        assert f"{LAB_SETTINGS}/{name}" in post, f"binder/postBuild does not install {name}"
+    conftest = (ROOT / "tests" / "browser" / "conftest.py").read_text()
+    folders = " / ".join(f'"{part}"' for part in LAB_SETTINGS.split("/"))
+    assert f"APP_SETTINGS = ROOT / {folders}\n" in conftest
+    assert "--LabApp.app_settings_dir={APP_SETTINGS}" in conftest
+
+
+def test_classroom_settings_are_valid_for_the_installed_jupyterlab():
+    """Each override names a real plugin and setting, with a value its schema accepts."""
+    commands = pytest.importorskip("jupyterlab.commands")
+    jsonschema = pytest.importorskip("jsonschema")
+    schemas = Path(commands.get_app_dir()) / "schemas"
+    overrides = json.loads((ROOT / LAB_SETTINGS / "overrides.json").read_text())
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    for plugin, values in overrides.items():
+        package, _, name = plugin.partition(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text())
+        jsonschema.validate(values, schema)  # additionalProperties: false catches a wrong name
+    page_config = json.loads((ROOT / LAB_SETTINGS / "page_config.json").read_text())
+    assert page_config == {"buildAvailable": False, "buildCheck": False}
+
+
 # -- notebook hygiene --------------------------------------------------------------------------
 
 
@@ -288,10 +323,11 @@ def test_first_markdown_cell_links_to_binder_and_colab(notebook):
     cells = [c for c in _load(path)["cells"] if c["cell_type"] == "markdown"]
     assert cells, f"{name} has no markdown cell"
     first = "".join(cells[0]["source"])
-    for label, url in (("Binder", links.binder_url(name)), ("Colab", links.colab_url(name))):
+    rel = f"notebooks/{name}"
+    for label, url in (("Binder", links.binder_url(rel)), ("Colab", links.colab_url(rel))):
         assert url in first, (
             f"{name}: the first markdown cell lacks the {label} link {url}. "
-            f"`python tools/links.py {name}` prints the badge line to paste."
+            f"`python tools/links.py --badges {rel}` prints the badge line to paste."
         )
 
 

@@ -34,15 +34,14 @@ CHROMIUM_ARGS = [
 ]
 SERVER_START_TIMEOUT = 120  # seconds
 
-# User settings for the throw-away JupyterLab: never write the notebook back to the repo
-# (autosave off), keep every cell in the DOM (no windowing), ask the internet for nothing.
+# The classroom defaults `make lab` and Binder use (no news question, no update check, no
+# build notices): the Makefile's LAB_SETTINGS, passed the same way, --LabApp.app_settings_dir.
+APP_SETTINGS = ROOT / "binder" / "jupyter" / "lab" / "settings"
+# User settings for the throw-away JupyterLab on top: never write the notebook back to the
+# repo (autosave off), keep every cell in the DOM (no windowing).
 LAB_SETTINGS = {
     "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
     "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification": {
-        "checkForUpdates": False,
-        "fetchNews": "false",
-    },
 }
 
 
@@ -165,6 +164,7 @@ def jupyter_lab(tmp_path_factory) -> Lab:
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={ROOT}",
+        f"--LabApp.app_settings_dir={APP_SETTINGS}",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     with open(log, "wb") as out:

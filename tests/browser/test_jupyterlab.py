@@ -1,9 +1,13 @@
 """A learner's path, in a real browser: open a notebook in JupyterLab and run every cell.
 
-Clears the stored outputs, runs "Run > Restart Kernel and Run All Cells…" from the menu bar,
-waits for the kernel to go idle with every code cell numbered 1..n in order, and checks that
-no cell printed a traceback and that figures were drawn. A screenshot of the executed notebook
-is kept in the test's tmp dir. Run with `make browser-test` (pytest -m browser tests/browser).
+First, JupyterLab opens 00_index with the classroom settings of `make lab` and Binder: no
+question about Jupyter news, no other notification, no build notice.
+
+Then, in each of NOTEBOOKS: clears the stored outputs, runs "Run > Restart Kernel and Run All
+Cells…" from the menu bar, waits for the kernel to go idle with every code cell numbered 1..n
+in order, and checks that no cell printed a traceback and that figures were drawn. A
+screenshot of the executed notebook is kept in the test's tmp dir. Run with `make browser-test`
+(pytest -m browser tests/browser).
 """
 
 from __future__ import annotations
@@ -93,6 +97,24 @@ def _wait_until_finished(page, runnable: list[int]) -> dict:
         if time.monotonic() > deadline:
             pytest.fail(f"notebook still running after {RUN_TIMEOUT_S:.0f}s: {state}")
         page.wait_for_timeout(1000)
+
+
+@pytest.mark.browser
+def test_lab_opens_without_news_question_or_build_notice(lab, page, tmp_path):
+    """make lab's settings (binder/jupyter/lab/settings): 00_index opens and nothing pops up."""
+    page.goto(lab.page_url("lab/tree/notebooks/00_index.ipynb"))
+    page.wait_for_selector(f"{PANEL} .jp-MarkdownCell", timeout=180_000)
+    page.wait_for_timeout(5000)  # JupyterLab asks about the news a moment after it loads
+    page.screenshot(path=tmp_path / "lab-opened.png")
+
+    config = json.loads(page.locator("#jupyter-config-data").text_content())
+    assert (config.get("buildCheck"), config.get("buildAvailable")) == (False, False), (
+        "page_config.json's buildCheck/buildAvailable are not in effect"
+    )
+    toasts = page.locator(".Toastify__toast").all_inner_texts()
+    assert not toasts, f"JupyterLab showed notifications: {toasts}"
+    dialogs = page.locator(".jp-Dialog").all_inner_texts()
+    assert not dialogs, f"JupyterLab showed a dialog (a build notice?): {dialogs}"
 
 
 @pytest.mark.browser
