@@ -5,7 +5,9 @@
 #                       over two worker processes (pytest-xdist; TEST_WORKERS=0: in one process)
 #   make test-fast      the unit tests not marked `slow`: no notebooks, no subprocess, nbgrader
 #                       or multi-second tests (about 2 minutes; make test still runs them all)
-#   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium)
+#   make site           the course website from the committed notebooks (none is run): docs/_build/html
+#   make browser-test   run a notebook in a real JupyterLab in headless Chromium (needs /usr/bin/chromium),
+#                       and read every page of the built website there (tests/browser/test_site.py)
 #   make lint           ruff check + ruff format --check + mypy (type check of the package)
 #   make benchmark      time the training step (benchmarks/bench_training.py)
 #   make assignments    regenerate the student versions assignments/release/ from assignments/source/ (nbgrader)
@@ -34,7 +36,7 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 # add this environment's kernel and the sanitize file).
 NBVAL_OPTS := --nbval-lax
 
-.PHONY: lab test test-fast browser-test lint benchmark clean venv assignments grade test-assignments
+.PHONY: lab test test-fast browser-test site lint benchmark clean venv assignments grade test-assignments
 
 venv: $(BIN)/python
 
@@ -68,8 +70,14 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m "not slow and not browser" tests $(PYTEST_ARGS)
 
-browser-test: $(VENV)/.installed-test $(VENV)/.installed-browser
+# tests/browser/test_site.py reads the site that `make site` built (it builds it if missing).
+browser-test: $(VENV)/.installed-test $(VENV)/.installed-browser $(VENV)/.installed-site
 	VAE_TUTORIAL_QUICK=1 $(BIN)/python -m pytest -m browser tests/browser $(PYTEST_ARGS)
+
+# The course website: every warning is an error (-W), broken references too (-n). Notebooks are
+# rendered as committed; docs/notebooks/ is their copy made by the build (gitignored).
+site: $(VENV)/.installed-site
+	$(BIN)/python -m sphinx -W --keep-going -n -b html docs docs/_build/html
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
