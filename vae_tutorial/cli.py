@@ -421,15 +421,18 @@ def _strategy(name: str):
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def _flat(config: dict) -> dict:
+    """config.json's sections as one dict: {"model.latent_dim": 2, ...}."""
+    return {f"{part}.{k}": v for part, section in config.items() for k, v in section.items()}
+
+
 def _check_resumable(out: Path, saved: dict, new: dict) -> None:
     """Refuse to resume another model or dataset; note the settings that changed."""
-    fixed = {f"model.{k}": v for k, v in saved["model"].items()}
-    fixed["data.dataset"] = saved["data"]["dataset"]
-    now = {f"{part}.{k}": v for part, section in new.items() for k, v in section.items()}
-    before = {f"{part}.{k}": v for part, section in saved.items() for k, v in section.items()}
-    changed = [k for k in fixed if before[k] != now[k]]
+    before, now = _flat(saved), _flat(new)
+    fixed = [k for k in now if k.startswith("model.")] + ["data.dataset"]
+    changed = [k for k in fixed if before.get(k) != now[k]]
     if changed:
-        diffs = ", ".join(f"{k} {before[k]!r} -> {now[k]!r}" for k in changed)
+        diffs = ", ".join(f"{k} {before.get(k)!r} -> {now[k]!r}" for k in changed)
         raise CLIError(
             f"{out} holds a run with another model or dataset ({diffs}); use a new --out "
             "for this one (or the old flags to resume it)."

@@ -170,7 +170,7 @@ class DistributedEpochs:
         config: TrainingConfig,
     ) -> None:
         self.strategy, self.model, self.optimizer = strategy, model, optimizer
-        self.images, self.config, self.batch_size = images, config, config.batch_size
+        self.images, self.config = images, config
         self.steps_per_epoch = num_batches(len(images), config.batch_size)
         self.writes_files = is_chief(strategy)
         # AutoGraph off: the loops are written with tf.while_loop (as in fast.FastEpochs)
@@ -191,24 +191,24 @@ class DistributedEpochs:
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
-        iterator = self._iterator(self.images, self.batch_size, epoch=epoch - 1)
-        n = len(self.images)
+        n, batch_size = len(self.images), self.config.batch_size
+        iterator = self._iterator(self.images, batch_size, epoch=epoch - 1)
 
         def next_call(done):
             steps = min(_STEPS_PER_CALL, self.steps_per_epoch - done)
             sums, steps_run, bad = self._train(
                 iterator, tf.constant(done, tf.int64), tf.constant(steps, tf.int64),
-                tf.constant(beta, tf.float32), self.batch_size, n,
+                tf.constant(beta, tf.float32), batch_size, n,
             )  # fmt: skip
             steps_run = int(steps_run)
-            return sums.numpy(), steps_run, int(bad), min((done + steps_run) * self.batch_size, n)
+            return sums.numpy(), steps_run, int(bad), min((done + steps_run) * batch_size, n)
 
         return run_in_calls(next_call, self.steps_per_epoch, progress)
 
     def held_out_elbo(self, images: np.ndarray, labels: np.ndarray | None = None) -> float:
         """The average ELBO on ``images`` (the held-out epoch's binarization and noise), in
         batches of at least 256 as on one device; ``labels``: None (no conditional model)."""
-        batch_size = max(self.batch_size, 256)
+        batch_size = max(self.config.batch_size, 256)
         iterator = self._iterator(images, batch_size, epoch=HELD_OUT_EPOCH, shuffle=False)
         total, count = self._held_out(iterator, num_batches(len(images), batch_size)).numpy()
         return float(total / count)

@@ -115,7 +115,6 @@ class FastEpochs(PlainEpochs):
                  images: np.ndarray, config: TrainingConfig, labels: np.ndarray | None = None,
                  *, jit_compile: bool) -> None:  # fmt: skip
         super().__init__(model, optimizer, images, config, labels)
-        self.n, self.batch_size = len(images), config.batch_size
         self._resident = resident_images(images, config.binarize, config.seed)
         self._labels = None if labels is None else tf.constant(labels, tf.int32)
         if jit_compile:
@@ -130,28 +129,28 @@ class FastEpochs(PlainEpochs):
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; ``progress(steps_done, EpochResult)`` after every call."""
-        config = self.config
-        order = tf.constant(epoch_order(self.n, config.seed, epoch - 1))
-        full = self.n // self.batch_size
+        config, n, batch_size = self.config, len(self.images), self.config.batch_size
+        order = tf.constant(epoch_order(n, config.seed, epoch - 1))
+        full = n // batch_size
 
         def next_call(done):  # full batches in calls of many steps, then the last one alone
-            size = self.batch_size if done < full else self.n - full * self.batch_size
+            size = batch_size if done < full else n - full * batch_size
             steps = min(self._steps_per_call, full - done) if done < full else 1
             started = time.perf_counter()
             with normal_sampler(standard_normal):
                 sums, steps_run, bad = (self._full if done < full else self._last)(
                     self.optimizer, self._resident, order, tf.constant(done, tf.int64),
                     tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
-                    tf.constant(epoch - 1, tf.int64), self.batch_size,
+                    tf.constant(epoch - 1, tf.int64), batch_size,
                     size if self._static_size else tf.constant(size, tf.int64), config.binarize,
                     config.seed, self._labels, config.free_bits,
                 )  # fmt: skip
             steps_run, bad = int(steps_run), int(bad)
-            if size == self.batch_size and not bad:
+            if size == batch_size and not bad:
                 rate = steps / max(time.perf_counter() - started, 1e-3)
                 self._steps_per_call = int(
                     np.clip(rate * _SECONDS_PER_CALL, 8, _MAX_STEPS_PER_CALL)
                 )
-            return sums.numpy(), steps_run, bad, done * self.batch_size + steps_run * size
+            return sums.numpy(), steps_run, bad, done * batch_size + steps_run * size
 
         return run_in_calls(next_call, self.steps_per_epoch, progress)
