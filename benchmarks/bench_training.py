@@ -298,8 +298,8 @@ def bench_memory(data_dir: Path, limit_train: int | None, runs: int) -> dict:
 # --------------------------------------------------------------------------------------------
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data-dir and --repeats, as every benchmark here takes them."""
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -307,6 +307,11 @@ def main(argv=None) -> int:
         help="folder holding fashion-mnist/ (default: ../shared/data)",
     )
     parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
     parser.add_argument(
         "--quick",
         action="store_true",

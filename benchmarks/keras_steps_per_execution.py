@@ -62,10 +62,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("VAE_TUTORIAL_OFFLINE", "1")
 
-REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_training import dense_layers, machine_load, training_flops_per_image  # noqa: E402
+from bench_training import (  # noqa: E402
+    add_common_arguments,
+    dense_layers,
+    machine_load,
+    training_flops_per_image,
+)
 
 CONFIGS = {  # hidden widths, latent size, batch size
     "a": ([128], 2, 32),
@@ -335,13 +339,7 @@ def spread(values) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=REPO.parent / "shared" / "data",
-        help="folder holding fashion-mnist/ (default: ../shared/data)",
-    )
-    parser.add_argument("--repeats", type=int, default=3, help="best of N (default 3)")
+    add_common_arguments(parser)
     parser.add_argument("--configs", default="a,b,d", help="comma list of a, b, d (default all)")
     parser.add_argument(
         "--steps-per-execution",
