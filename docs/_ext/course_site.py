@@ -82,14 +82,20 @@ def mirror_notebooks(app: Sphinx) -> None:
             shutil.copy2(src, dst)
 
 
-def launch_links(app: Sphinx, path: str) -> str:
-    """'Binder · Colab' for a notebook path in the repository, from binder/launch.json."""
-    launch = app.config.html_theme_options
-    repo = launch["repository_url"].removeprefix("https://github.com/")
-    ref = launch["repository_branch"]
-    binder = f"https://mybinder.org/v2/gh/{repo}/{ref}?urlpath=lab/tree/{path}"
-    colab = f"https://colab.research.google.com/github/{repo}/blob/{ref}/{path}"
-    return f"[Binder]({binder}) · [Colab]({colab})"
+def _launch_urls():
+    """tools/links.py: the one place launch links are built (from binder/launch.json)."""
+    spec = importlib.util.spec_from_file_location("links", ROOT / "tools" / "links.py")
+    links = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(links)
+    return links.binder_url, links.colab_url
+
+
+binder_url, colab_url = _launch_urls()
+
+
+def launch_links(path: str) -> str:
+    """'Binder · Colab' for a notebook path in the repository."""
+    return f"[Binder]({binder_url(path)}) · [Colab]({colab_url(path)})"
 
 
 class CourseMap(SphinxDirective):
@@ -116,7 +122,7 @@ class CourseMap(SphinxDirective):
                 else ""
             )
             time = f"{seconds[stem]} s" if stem in seconds else "not measured"
-            launch = launch_links(self.env.app, f"notebooks/{stem}.ipynb")
+            launch = launch_links(f"notebooks/{stem}.ipynb")
             link = f"[{title}]({MIRROR}/{stem}.ipynb)"
             rows.append(f"| {stem[:2]} | {link} | {learn} | {sol} | {time} | {launch} |")
         return self.parse_markdown(rows)
