@@ -24,6 +24,7 @@ from vae_tutorial.diagnostics import (  # noqa: E402
     mutual_information,
     posterior_mean_variance,
 )
+from vae_tutorial.collapse import free_bits_kl, kl_divergence_per_dimension  # noqa: E402
 from vae_tutorial.likelihoods import (  # noqa: E402
     LIKELIHOODS,
     bits_per_dim,
@@ -34,9 +35,7 @@ from vae_tutorial.likelihoods import (  # noqa: E402
 from vae_tutorial.losses import (  # noqa: E402
     bernoulli_log_likelihood,
     gaussian_log_density,
-    free_bits_kl,
     kl_divergence,
-    kl_divergence_per_dimension,
     negative_elbo_per_example,
     negative_elbo_terms,
     reparameterize,

@@ -17,12 +17,7 @@ import tensorflow as tf
 from vae_tutorial.counter_random import counter_uniform
 from vae_tutorial.idx import aligned_empty, as_tensor
 from vae_tutorial.types_ import Array, Batch, TensorLike
-from vae_tutorial.validation import (
-    check_choice,
-    check_int,
-    check_label_array,
-    check_uint8_images,
-)
+from vae_tutorial.validation import check_choice, check_int, check_label_array, check_uint8_images
 
 BINARIZE_MODES = ("none", "static", "dynamic", "dequantize")
 HELD_OUT_EPOCH = 2**30  # the epoch index of held-out batches: one fixed binarization

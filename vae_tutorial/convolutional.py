@@ -12,13 +12,12 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from vae_tutorial.likelihoods import Likelihood
-from vae_tutorial.models import VariationalAutoencoder, checked_latent_dim
+from vae_tutorial.models import GaussianEncoder, VariationalAutoencoder
 
 CONV_EVENT_SHAPE = (28, 28, 1)  # an image with its one channel, as convolutions take it
 
 
-class ConvEncoder(keras.Model):
+class ConvEncoder(GaussianEncoder):
     """Convolutional encoder for 28x28x1 images: two stride-2 convolutions -> (mu, log_var).
 
     3x3 kernels, "same" padding: the side goes 28 -> 14 -> 7 (ceil(n / stride)); a conv layer
@@ -32,12 +31,7 @@ class ConvEncoder(keras.Model):
             + [layers.Flatten()],
             name="features",
         )
-        self.mu = layers.Dense(checked_latent_dim(latent_dim), name="mu")
-        self.log_var = layers.Dense(latent_dim, name="log_var")
-
-    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        h = self.features(x)
-        return self.mu(h), self.log_var(h)
+        self.add_heads(latent_dim)
 
 
 class ConvDecoder(keras.Model):
@@ -79,25 +73,12 @@ class ConvDecoder(keras.Model):
 class ConvVAE(VariationalAutoencoder):
     """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
 
-    The command line trains it with ``--conv``. Taught in notebook 07_convolutional_vae.
+    ``seed`` and ``likelihood`` (a keyword) as for :class:`VAE`. The command line trains it with
+    ``--conv``. Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(
-        self,
-        latent_dim: int = 2,
-        seed: int | None = None,
-        likelihood: str | dict | Likelihood = "bernoulli",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
+    def __init__(self, latent_dim: int = 2, seed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(latent_dim, seed=seed, **kwargs)
         self.event_shape = CONV_EVENT_SHAPE
         self.encoder = ConvEncoder(latent_dim)
         self.decoder = ConvDecoder(latent_dim, output_channels=self.likelihood.params_per_pixel)
-
-    def get_config(self) -> dict:
-        return {
-            "latent_dim": self.latent_dim,
-            "seed": self.seed,
-            "likelihood": self.likelihood.get_config(),
-            "name": self.name,
-        }

@@ -13,8 +13,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vae_tutorial.collapse import kl_divergence_per_dimension
 from vae_tutorial.evaluation import posterior_parameters
-from vae_tutorial.losses import gaussian_log_density, kl_divergence_per_dimension
+from vae_tutorial.losses import gaussian_log_density
 from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int
 

@@ -15,10 +15,7 @@ import tensorflow as tf
 
 from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.losses import (
-    gaussian_log_density,
-    kl_divergence,
-)
+from vae_tutorial.losses import gaussian_log_density, kl_divergence
 from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int, graph_errors_as_value_errors
 

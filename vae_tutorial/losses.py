@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import keras
 import tensorflow as tf
 
+from vae_tutorial.collapse import free_bits_kl
 from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import check_finite_number, check_pixels, check_same_shape
 
@@ -57,38 +58,15 @@ def reparameterize(mu: TensorLike, log_var: TensorLike, seed: Seed = None) -> tf
     return mu + tf.exp(0.5 * log_var) * eps
 
 
-def kl_divergence_per_dimension(mu: TensorLike, log_var: TensorLike) -> tf.Tensor:
-    """Closed-form KL(q(z_j | x) || N(0, 1)) of each latent dimension, shape ``(batch, d)``.
-
-    KL_j = 1/2 * (exp(log_var_j) + mu_j^2 - 1 - log_var_j), >= 0, and 0 only at the prior.
-    Taught in notebook 09_beta_and_posterior_collapse.
-    """
-    mu = tf.convert_to_tensor(mu)
-    log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
-    return 0.5 * (tf.exp(log_var) + tf.square(mu) - 1.0 - log_var)
-
-
 def kl_divergence(mu: TensorLike, log_var: TensorLike) -> tf.Tensor:
     """Closed-form KL(N(mu, diag(exp(log_var))) || N(0, I)) per example, shape ``(batch,)``.
 
-    KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j), the sum over dimensions of
-    :func:`kl_divergence_per_dimension`. Taught in notebook 02_the_elbo_loss.
+    KL = 1/2 * sum_j (exp(log_var_j) + mu_j^2 - 1 - log_var_j). Taught in notebook
+    02_the_elbo_loss.
     """
-    return tf.reduce_sum(kl_divergence_per_dimension(mu, log_var), axis=-1)
-
-
-def free_bits_kl(mu: TensorLike, log_var: TensorLike, free_bits: TensorLike) -> tf.Tensor:
-    """The KL term with free bits: sum_j max(free_bits, mean over the batch of KL_j).
-
-    Kingma et al. (2016, "Improved variational inference with inverse autoregressive flow",
-    appendix C, "free bits"), with one group per latent dimension: a dimension whose KL,
-    averaged over the batch, is below ``free_bits`` nats costs exactly ``free_bits`` and gets
-    no gradient from the KL term, so the optimizer has no reason to push it to the prior.
-    With ``free_bits = 0`` this is the batch mean of :func:`kl_divergence`.
-    Taught in notebook 09_beta_and_posterior_collapse.
-    """
-    per_dimension = tf.reduce_mean(kl_divergence_per_dimension(mu, log_var), axis=0)
-    return tf.reduce_sum(tf.maximum(tf.cast(free_bits, per_dimension.dtype), per_dimension))
+    mu = tf.convert_to_tensor(mu)
+    log_var = tf.convert_to_tensor(log_var, dtype=mu.dtype)
+    return 0.5 * tf.reduce_sum(tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=-1)
 
 
 def sum_over_pixels(values: tf.Tensor) -> tf.Tensor:
@@ -128,15 +106,9 @@ def gaussian_log_density(z: TensorLike, mu: TensorLike, log_var: TensorLike) -> 
 
 
 def negative_elbo_terms(
-    x: TensorLike,
-    logits: TensorLike,
-    mu: TensorLike,
-    log_var: TensorLike,
-    beta: TensorLike = 1.0,
-    *,
-    likelihood: Likelihood | None = None,
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    x: TensorLike, logits: TensorLike, mu: TensorLike, log_var: TensorLike, beta: TensorLike = 1.0,
+    *, likelihood: Likelihood | None = None, free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
 
     Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
@@ -153,25 +125,16 @@ def negative_elbo_terms(
     _, reconstruction, kl = negative_elbo_per_example(x, logits, mu, log_var, likelihood=likelihood)
     reconstruction, kl = tf.reduce_mean(reconstruction), tf.reduce_mean(kl)
     mu, log_var = tf.cast(mu, kl.dtype), tf.cast(log_var, kl.dtype)
-    trained_kl = kl if _is_zero(free_bits) else free_bits_kl(mu, log_var, free_bits)
+    free_bits_off = isinstance(free_bits, (int, float)) and free_bits == 0  # a tensor: on
+    trained_kl = kl if free_bits_off else free_bits_kl(mu, log_var, free_bits)
     beta = tf.cast(beta, kl.dtype)
     return reconstruction + beta * trained_kl, reconstruction, kl
 
 
-def _is_zero(value) -> bool:
-    """True for a Python 0: free bits off, known before tracing (a tensor is never skipped)."""
-    return isinstance(value, (int, float)) and value == 0
-
-
 def negative_elbo_per_example(
-    x: TensorLike,
-    logits: TensorLike,
-    mu: TensorLike,
-    log_var: TensorLike,
-    beta: TensorLike = 1.0,
-    *,
-    likelihood: Likelihood | None = None,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    x: TensorLike, logits: TensorLike, mu: TensorLike, log_var: TensorLike, beta: TensorLike = 1.0,
+    *, likelihood: Likelihood | None = None,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """Per-example ``(loss, reconstruction, kl)``, each of shape ``(batch,)``, in nats.
 
     loss_i = -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)); :func:`negative_elbo_terms`
@@ -188,14 +151,9 @@ def negative_elbo_per_example(
 
 
 def vae_loss(
-    x: TensorLike,
-    logits: TensorLike,
-    mu: TensorLike,
-    log_var: TensorLike,
-    beta: TensorLike = 1.0,
-    *,
-    likelihood: Likelihood | None = None,
-) -> tf.Tensor:
+    x: TensorLike, logits: TensorLike, mu: TensorLike, log_var: TensorLike, beta: TensorLike = 1.0,
+    *, likelihood: Likelihood | None = None,
+) -> tf.Tensor:  # fmt: skip
     """The negative ELBO in nats per image: sum over pixels, mean over the batch.
 
     ``vae_loss(x, *vae(x))`` = mean_i [ -log p(x_i | z_i) + beta * KL(q(z | x_i) || p(z)) ].

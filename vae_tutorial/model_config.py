@@ -15,8 +15,8 @@ import keras
 from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.convolutional import ConvVAE
 from vae_tutorial.likelihoods import get_likelihood
-from vae_tutorial.models import VAE, hidden_sizes
-from vae_tutorial.validation import check_choice, check_int
+from vae_tutorial.models import VAE
+from vae_tutorial.validation import check_choice, check_hidden_sizes, check_int
 
 MODEL_CLASSES: dict[str, type[keras.Model]] = {
     "mlp": VAE,
@@ -61,7 +61,7 @@ class ModelConfig:
                     "leave it out."
                 )
             return None
-        return _MLP_WIDTHS if widths is None else tuple(hidden_sizes(widths))
+        return _MLP_WIDTHS if widths is None else tuple(check_hidden_sizes(widths))
 
     def _classes(self, num_classes: int | None) -> int | None:
         if self.kind != "conditional":

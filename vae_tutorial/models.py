@@ -9,7 +9,7 @@ from logits, which stays finite), or, with another ``likelihood`` (notebook
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -19,26 +19,31 @@ from keras import layers
 from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
 from vae_tutorial.types_ import Array, Batch, TensorLike
-from vae_tutorial.validation import check_batch_shape, check_int, check_uint8_images
+from vae_tutorial.validation import (
+    check_batch_shape,
+    check_hidden_sizes,
+    check_latent_dim,
+    check_uint8_images,
+)
 
 
-def hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
-    """The MLP's widths as a list: ``128`` or ``[512, 512]``, checked. Taught in notebook
-    03_the_model."""
-    sizes = [intermediate_dim] if isinstance(intermediate_dim, int) else list(intermediate_dim)
-    if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
-        raise ValueError(
-            f"intermediate_dim must be a positive int or a list of them, got {intermediate_dim!r}."
-        )
-    return sizes
+class GaussianEncoder(keras.Model):
+    """What every encoder here ends with: two linear heads on ``features(x)``, the ``(mu,
+    log_var)`` of q(z | x). A subclass makes ``features``, then calls :meth:`add_heads`.
+    Taught in notebooks 03_the_model and 07_convolutional_vae."""
+
+    features: Callable[[tf.Tensor], tf.Tensor]
+
+    def add_heads(self, latent_dim: int) -> None:
+        self.mu = layers.Dense(check_latent_dim(latent_dim), name="mu")
+        self.log_var = layers.Dense(latent_dim, name="log_var")
+
+    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        h = self.features(x)
+        return self.mu(h), self.log_var(h)
 
 
-def checked_latent_dim(latent_dim: int) -> int:
-    """``latent_dim`` checked: an int >= 1. Taught in notebook 03_the_model."""
-    return check_int(latent_dim, "latent_dim", 1, fix="e.g. latent_dim=2.")
-
-
-class Encoder(keras.Model):
+class Encoder(GaussianEncoder):
     """MLP encoder: x -> hidden ReLU layer(s) -> (mu, log_var).
 
     ``intermediate_dim`` is one width (the original article's 128) or a list, e.g.
@@ -51,15 +56,16 @@ class Encoder(keras.Model):
         super().__init__(**kwargs)
         # A Sequential, not a list of layers: tf.train.Checkpoint sees only layer attributes.
         self.hidden = keras.Sequential(
-            [layers.Dense(size, activation="relu") for size in hidden_sizes(intermediate_dim)],
+            [
+                layers.Dense(size, activation="relu")
+                for size in check_hidden_sizes(intermediate_dim)
+            ],
             name="hidden",
         )
-        self.mu = layers.Dense(checked_latent_dim(latent_dim), name="mu")
-        self.log_var = layers.Dense(latent_dim, name="log_var")
+        self.add_heads(latent_dim)
 
-    def call(self, x: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        h = self.hidden(x)
-        return self.mu(h), self.log_var(h)
+    def features(self, x: tf.Tensor) -> tf.Tensor:
+        return self.hidden(x)
 
 
 class Decoder(keras.Model):
@@ -79,7 +85,7 @@ class Decoder(keras.Model):
         self.hidden = keras.Sequential(
             [
                 layers.Dense(size, activation="relu")
-                for size in reversed(hidden_sizes(intermediate_dim))
+                for size in reversed(check_hidden_sizes(intermediate_dim))
             ],
             name="hidden",
         )
@@ -108,7 +114,7 @@ class VariationalAutoencoder(keras.Model):
     ) -> None:
         super().__init__(**kwargs)
         self.likelihood = get_likelihood(likelihood)
-        self.latent_dim = checked_latent_dim(latent_dim)
+        self.latent_dim = check_latent_dim(latent_dim)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -176,6 +182,15 @@ class VariationalAutoencoder(keras.Model):
         """log p(x | z) per example under the model's likelihood (Bernoulli by default)."""
         return self.likelihood.log_prob(x, self.decode(z))
 
+    def get_config(self) -> dict:
+        """What ``type(model)(**config)`` rebuilds the model from (Keras saving)."""
+        return {
+            "latent_dim": self.latent_dim,
+            "seed": self.seed,
+            "likelihood": self.likelihood.get_config(),
+            "name": self.name,
+        }
+
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
 class VAE(VariationalAutoencoder):
@@ -206,10 +221,7 @@ class VAE(VariationalAutoencoder):
 
     def get_config(self) -> dict:
         return {
-            "latent_dim": self.latent_dim,
+            **super().get_config(),
             "intermediate_dim": self.intermediate_dim,
             "input_dim": self.input_dim,
-            "seed": self.seed,
-            "likelihood": self.likelihood.get_config(),
-            "name": self.name,
         }

@@ -24,10 +24,7 @@ from vae_tutorial.reporting import EpochProgress, tensorboard_writer, write_summ
 from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Array
-from vae_tutorial.validation import (
-    check_binarize_for_likelihood,
-    check_image_model,
-)
+from vae_tutorial.validation import check_binarize_for_likelihood, check_image_model
 
 __all__ = [
     "NonFiniteLossError",
@@ -93,34 +90,23 @@ def fit(
     Args:
         model: a ``VAE``, ``ConvVAE`` or ``ConditionalVAE`` for 28x28 images.
         train, test: uint8 images (N, 28, 28), e.g. ``data.train_images``; for a
-            ``ConditionalVAE`` the pair ``(images, labels)``, e.g. ``(data.train_images,
-            data.train_labels)`` (the model checks its data: ``model.split_data``; notebook
-            10_conditional_vae). With ``test`` every epoch reports the held-out ELBO.
-        config: the run's settings, ``TrainingConfig(epochs=10, batch_size=128, ...)``
-            (None: the defaults). Epoch e's batches are ``make_batches(..., seed=seed,
-            epoch=e - 1)``'s; ``beta`` weights the KL term, ramped up over
-            ``kl_warmup_epochs`` (:func:`kl_warmup_beta`); ``free_bits`` > 0 trains on the
-            free-bits KL (``losses.free_bits_kl``, notebook 09_beta_and_posterior_collapse)
-            while the history's ``kl`` stays the true KL; ``binarize`` must suit the model's
-            likelihood (notebook 08_likelihoods_for_grey_pixels: "dequantize" for the
-            densities on [0, 1], "none" for the discretized logistic). fit seeds Python, NumPy
-            and TensorFlow with ``keras.utils.set_random_seed(config.seed)`` first; the
-            model's initial weights are fixed earlier, when its layers are made, so seed
-            before building the model.
+            ``ConditionalVAE`` the pair ``(images, labels)`` (``model.split_data`` checks it;
+            notebook 10_conditional_vae). With ``test`` every epoch reports the held-out ELBO.
+        config: the run's :class:`TrainingConfig` (None: the defaults). Epoch e trains on
+            ``make_batches(..., seed=config.seed, epoch=e - 1)``, with KL weight
+            :func:`kl_warmup_beta`. fit seeds Python, NumPy and TensorFlow with
+            ``config.seed`` first; a model's initial weights are fixed when it is built.
         optimizer: default ``keras.optimizers.Adam(config.learning_rate)``.
         checkpoint_dir: save a checkpoint (model, optimizer, RNG state, history) after every
             epoch; a later call resumes from it.
         tensorboard_dir: write scalars and reconstructions for TensorBoard.
         progress: print a progress bar and one line per epoch.
         jit_compile: compile with XLA (None: for flat MLP models, not convolutional ones).
-        fast: train with ``fast.FastEpochs`` (many steps per call, the batch made in the
-            graph); False: with ``epochs.PlainEpochs``, the loop of notebook 05, one compiled
-            step per batch. The same steps on the same batches, slower.
+        fast: train with ``fast.FastEpochs`` (the same steps on the same batches, many per
+            call); False: with ``epochs.PlainEpochs``, the loop of notebook 05.
         on_epoch_end: called with the history after every finished (and saved) epoch.
-        strategy: a ``tf.distribute.Strategy`` to train under (see ``distributed``): the
-            variables are made in its scope, each replica's loss is its per-example sum over
-            the global batch size, the metrics are reduced across replicas; on a multi-worker
-            cluster only the chief writes checkpoints and TensorBoard logs. None: no strategy.
+        strategy: a ``tf.distribute.Strategy`` to train under (``distributed``; notebook
+            11_distributed_training). None: no strategy.
 
     Returns one dict per epoch: epoch, train_loss, reconstruction, kl, beta, test_elbo,
     seconds, images_per_second. A NaN/Inf loss raises :class:`NonFiniteLossError`.
@@ -142,7 +128,7 @@ def fit(
     history = []
     if checkpoint_dir is not None:
         checkpoints = epochs_runner.checkpoint(checkpoint_dir)
-        history = checkpoints.resume(report=print if progress else _silent)
+        history = checkpoints.resume(report=print if progress else lambda *_: None)
         if history and progress:
             print(f"Resumed from {checkpoints.latest}: {len(history)} epoch(s) done.")
 
@@ -246,7 +232,3 @@ def _stop_if_non_finite(result, test_elbo, model, optimizer, epoch, checkpoints,
         checkpoint=path,
         history=list(history),
     )
-
-
-def _silent(*_args) -> None:
-    """A ``report`` that says nothing (progress=False)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -55,6 +55,21 @@ def check_int(
         upper = f" and <= {maximum}" if maximum is not None else ""
         raise ValueError(f"{name} must be an int >= {minimum}{upper}, got {value}.{fix}")
     return int(value)
+
+
+def check_latent_dim(latent_dim: int) -> int:
+    """A model's ``latent_dim``: an int >= 1."""
+    return check_int(latent_dim, "latent_dim", 1, fix="e.g. latent_dim=2.")
+
+
+def check_hidden_sizes(intermediate_dim: int | Sequence[int]) -> list[int]:
+    """An MLP's widths as a list: ``128`` or ``[512, 512]``, each a positive int."""
+    sizes = [intermediate_dim] if isinstance(intermediate_dim, int) else list(intermediate_dim)
+    if not sizes or any(not isinstance(s, int) or s < 1 for s in sizes):
+        raise ValueError(
+            f"intermediate_dim must be a positive int or a list of them, got {intermediate_dim!r}."
+        )
+    return sizes
 
 
 def check_finite_number(
