@@ -9,9 +9,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "vae_tutorial"
 README = PACKAGE.parent / "README.md"
 LESSON_MODULES = (
-    "losses", "likelihoods", "models", "convolutional", "conditional", "step", "batching",
-    "epochs", "evaluation", "diagnostics", "training",
+    "losses", "likelihoods", "models", "convolutional", "conditional", "collapse", "step",
+    "batching", "epochs", "evaluation", "diagnostics", "training",
 )  # fmt: skip
+
+# What a learner reads from fit down to the GradientTape: the code notebooks 01-05 teach.
+FIT_TO_TAPE = ("losses", "models", "step", "batching", "epochs", "training", "evaluation")
+FIT_TO_TAPE_MAX_LINES = 1200
 
 
 def modules() -> dict[str, ast.Module]:
@@ -57,3 +61,10 @@ def test_the_readme_lists_every_module():
     listed = {name for cell in first_cells for name in re.findall(r"`([a-z_]+)`", cell)}
     top_level = {name.split(".")[0] for name in modules() if name}  # fast/: one row
     assert top_level - listed == set(), "add these modules to the README's table"
+
+
+def test_the_code_of_notebooks_01_to_05_stays_short():
+    lines = {name: len((PACKAGE / f"{name}.py").read_text().splitlines()) for name in FIT_TO_TAPE}
+    assert sum(lines.values()) <= FIT_TO_TAPE_MAX_LINES, (
+        f"{sum(lines.values())} lines in {lines}: move what later lessons teach to their modules"
+    )

@@ -5,7 +5,6 @@ Batch ``b`` of epoch ``e`` holds the images at positions ``b * B ... b * B + siz
 :func:`batch_counter` ``(e, b)``. :func:`make_batches` builds exactly that as a ``tf.data``
 pipeline; fit's fast runner (``vae_tutorial.fast``) builds the same batches inside its XLA
 loop. Images stay uint8 until then, so no float copy of a dataset is ever made.
-
 Taught in notebook 05_training_on_mnist.
 """
 
@@ -131,17 +130,12 @@ def make_batches(
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of float32 batches (B, 28, 28) in [0, 1] for one epoch.
 
-    ``images``: uint8 (N, 28, 28), e.g. ``data.train_images``; they stay uint8 until a batch
-    is formed, so no float copy of the dataset is ever made. ``binarize``: a mode of
-    :func:`binarize_images`. With ``shuffle`` the order is a permutation of
-    all N images fixed by (seed, epoch) alone (``np.random.default_rng([seed, epoch])``, not
-    TensorFlow's global seed): build one dataset per epoch with ``epoch=e``, and epoch e is
-    the same after a restart, order and binarization. Iterating the dataset twice repeats the
-    epoch. The batches read ``images`` in place: do not modify the array while iterating.
+    ``images``: uint8 (N, 28, 28), e.g. ``data.train_images``, read in place (do not modify
+    them while iterating) and uint8 until a batch is formed: no float copy of the dataset.
+    ``binarize``: a mode of :func:`binarize_images`. With ``shuffle`` the order is
+    :func:`epoch_order`'s, so epoch e is the same after a restart, order and binarization.
     The last, smaller batch is kept unless ``drop_remainder``. With ``labels`` (N,) each
-    element is the pair ``(batch, labels of its images)``, for a conditional model (taught
-    in notebook 10_conditional_vae).
-
+    element is the pair ``(batch, labels)`` (notebook 10_conditional_vae).
     Taught in notebook 05_training_on_mnist.
     """
     images = check_uint8_images(images, "images")

@@ -1,11 +1,9 @@
 """One epoch of training, the loop the series teaches: what fit runs between its records.
 
-An epochs runner has ``steps_per_epoch`` and ``run(epoch, beta, progress)``, which trains
-one epoch and returns its :class:`EpochResult`. :class:`PlainEpochs` is the loop written out,
-``for x in make_batches(...): train_step_terms(model, optimizer, x, beta)``; fit's default
-runner, ``vae_tutorial.fast.FastEpochs``, trains the same steps faster, and
-``vae_tutorial.distributed`` runs them under a ``tf.distribute`` strategy.
-
+An epochs runner trains one epoch (``run``), scores held-out images and keeps checkpoints.
+:class:`PlainEpochs` is the loop written out, ``for x in make_batches(...):
+train_step_terms(model, optimizer, x, beta)``; ``vae_tutorial.fast.FastEpochs`` (fit's
+default) and ``vae_tutorial.distributed`` run the same steps faster or under a strategy.
 Taught in notebook 05_training_on_mnist.
 """
 

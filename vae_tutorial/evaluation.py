@@ -25,10 +25,7 @@ _SAMPLE_BUDGET = 2**23
 
 def _repeated(values, n_samples):
     """``values`` stacked ``n_samples`` times along the batch axis (sample-major)."""
-    return tf.reshape(
-        tf.repeat(values[tf.newaxis], n_samples, axis=0),
-        tf.concat([[n_samples * tf.shape(values)[0]], tf.shape(values)[1:]], axis=0),
-    )
+    return tf.tile(values, [n_samples] + [1] * (len(values.shape) - 1))
 
 
 def _log_importance_weights(model, x, labels, mu, log_var, n_samples, seed):

@@ -112,11 +112,9 @@ def negative_elbo_terms(
     """Batch means of the loss, its reconstruction term -log p(x|z), and the KL term.
 
     Returns ``(loss, reconstruction, kl)`` with ``loss = reconstruction + beta * kl``.
-    ``likelihood``: the decoder's distribution (``model.likelihood``, or
-    ``vae_tutorial.get_likelihood("gaussian")``...; notebook 08_likelihoods_for_grey_pixels),
-    whose parameters ``logits`` holds; None: Bernoulli logits.
-    With ``free_bits`` > 0 (nats per latent dimension) the loss trains on
-    ``reconstruction + beta * free_bits_kl(mu, log_var, free_bits)`` instead, while the
+    ``likelihood``: the decoder's distribution (``model.likelihood``; notebook
+    08_likelihoods_for_grey_pixels), None for Bernoulli logits. With ``free_bits`` > 0 (nats
+    per latent dimension) the loss charges ``collapse.free_bits_kl`` for the KL, while the
     returned ``kl`` stays the true KL: what the model has, not what it was charged.
     Taught in notebooks 02_the_elbo_loss and 09_beta_and_posterior_collapse (free bits).
     """

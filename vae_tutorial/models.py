@@ -82,12 +82,9 @@ class Decoder(keras.Model):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        widths = reversed(check_hidden_sizes(intermediate_dim))  # the encoder's, mirrored
         self.hidden = keras.Sequential(
-            [
-                layers.Dense(size, activation="relu")
-                for size in reversed(check_hidden_sizes(intermediate_dim))
-            ],
-            name="hidden",
+            [layers.Dense(width, activation="relu") for width in widths], name="hidden"
         )
         self.output_layer = layers.Dense(output_dim, name="logits")
 

@@ -3,9 +3,7 @@
 ``train_step_terms`` is the step as a plain function (forward pass, negative ELBO, gradients,
 update), which runs inside a larger ``tf.function`` such as a whole epoch; ``train_step`` is
 the original article's compiled step, ``loss = train_step(model, optimizer, x)``, that works
-for any number of models in one process.
-
-Taught in notebook 04_gradienttape_training_step.
+for any number of models in one process. Taught in notebook 04_gradienttape_training_step.
 """
 
 from __future__ import annotations
@@ -59,11 +57,10 @@ def train_step_terms(
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
-    A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). ``x`` is
-    a batch of values in [0, 1] (``make_batches`` makes such batches; :func:`train_step`
-    checks a batch it is given); for a conditional model the pair ``(images, labels)``
-    (notebook 10_conditional_vae). ``free_bits`` (nats per latent dimension) is passed to
-    ``negative_elbo_terms``. Taught in notebook 04_gradienttape_training_step.
+    A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). ``x``: a
+    batch of values in [0, 1], as ``make_batches`` makes them (:func:`train_step` checks its
+    batch); for a conditional model the pair ``(images, labels)``. ``free_bits``: as
+    ``negative_elbo_terms`` takes it. Taught in notebook 04_gradienttape_training_step.
     """
     images, labels = split_batch(x)
     with tf.GradientTape() as tape:

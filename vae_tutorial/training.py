@@ -4,7 +4,8 @@ An epochs runner trains each epoch, scores the held-out images and keeps the che
 ``epochs.PlainEpochs`` is the loop notebook 05 writes, ``for x in make_batches(...):
 train_step_terms(model, optimizer, x, beta)``; ``runners.epochs_runner`` picks it, the fast
 one (the default: the same steps, faster; optional reading) or the one of a ``tf.distribute``
-strategy. Taught in notebook 05_training_on_mnist.
+strategy. ``vt.training.train_step_terms`` is the step it runs (imported here for the
+notebooks). Taught in notebook 05_training_on_mnist.
 """
 
 from __future__ import annotations
@@ -21,20 +22,10 @@ import tensorflow as tf
 from vae_tutorial import runners
 from vae_tutorial.epochs import EpochResult
 from vae_tutorial.reporting import EpochProgress, tensorboard_writer, write_summaries
-from vae_tutorial.step import prepare_for_training, train_step, train_step_terms
+from vae_tutorial.step import prepare_for_training, train_step, train_step_terms  # noqa: F401
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Array
 from vae_tutorial.validation import check_binarize_for_likelihood, check_image_model
-
-__all__ = [
-    "NonFiniteLossError",
-    "TrainingConfig",
-    "fit",
-    "kl_warmup_beta",
-    "prepare_for_training",
-    "train_step",
-    "train_step_terms",
-]
 
 
 class NonFiniteLossError(FloatingPointError):
