@@ -63,6 +63,8 @@ html_theme_options = {
         "notebook_interface": "jupyterlab",
     },
     "show_toc_level": 2,
+    # One search box: the sidebar's (the theme's default also puts one in the top bar).
+    "navbar_persistent": [],
 }
 html_last_updated_fmt = None
 html_context = {"default_mode": "auto"}  # light or dark as the reader's system says

@@ -173,6 +173,15 @@ def test_search_finds_reparameterization(offline_page, site_url):
     assert not offline_page.problems, offline_page.problems
 
 
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+def test_one_search_box_per_page(offline_page, site_url, width, height):
+    offline_page.set_viewport_size({"width": width, "height": height})
+    for page in ("index.html", "notebooks/02_the_elbo_loss.html"):
+        offline_page.goto(site_url + page, wait_until="load")
+        boxes = offline_page.locator(".search-button-field:visible, .search-button:visible")
+        assert boxes.count() == 1, f"{page} at {width}px shows {boxes.count()} search boxes"
+
+
 @pytest.mark.parametrize("width,height,label", [(1280, 900, "desktop"), (390, 844, "phone")])
 def test_screenshots(offline_page, site_url, width, height, label, capsys):
     SHOTS.mkdir(parents=True, exist_ok=True)
