@@ -65,6 +65,7 @@ from vae_tutorial.training import NonFiniteLossError, fit, kl_warmup_beta  # noq
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 
 # -- plotting --
+from vae_tutorial.explorer import LatentExplorer  # noqa: E402
 from vae_tutorial.plotting import (  # noqa: E402
     manifold_grid,
     pca_project,
