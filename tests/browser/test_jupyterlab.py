@@ -6,7 +6,10 @@ question about Jupyter news, no other notification, no build notice.
 Then, in each of NOTEBOOKS: clears the stored outputs, runs "Run > Restart Kernel and Run All
 Cells…" from the menu bar, waits for the kernel to go idle with every code cell numbered 1..n
 in order, and checks that no cell printed a traceback and that figures were drawn. A
-screenshot of the executed notebook is kept in the test's tmp dir. Run with `make browser-test`
+screenshot of the executed notebook is kept in the test's tmp dir.
+
+Last, in 06_latent_space: moves a slider of the latent explorer with the arrow keys and checks
+that the decoded image changed. Run with `make browser-test`
 (pytest -m browser tests/browser).
 """
 
@@ -23,6 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ["00_index.ipynb", "01_reparameterization_trick.ipynb"]
+EXPLORER_NOTEBOOK = "06_latent_space.ipynb"  # the first LatentExplorer (vae_tutorial/explorer.py)
 RUN_TIMEOUT_S = float(os.environ.get("VAE_TUTORIAL_BROWSER_TIMEOUT", "600"))
 
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
@@ -117,15 +121,10 @@ def test_lab_opens_without_news_question_or_build_notice(lab, page, tmp_path):
     assert not dialogs, f"JupyterLab showed a dialog (a build notice?): {dialogs}"
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
+def _run_all(page, lab, name: str, tmp_path: Path) -> dict:
+    """Open notebooks/``name`` in JupyterLab, clear its outputs, Restart Kernel and Run All
+    Cells from the menu, and check that every cell ran in order without a traceback."""
     path = ROOT / "notebooks" / name
-    if not path.exists():
-        if name == NOTEBOOKS[0] and os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail(f"notebooks/{name}, the series' entry point, is missing")
-        pytest.skip(f"notebooks/{name} does not exist yet")
-    before = hashlib.sha256(path.read_bytes()).hexdigest()
     nb = json.loads(path.read_text(encoding="utf-8"))
     code = _code_cells(nb)
     n_code = len(code)
@@ -156,6 +155,19 @@ def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
     assert counts == list(range(1, len(runnable) + 1)), (
         f"{name}: execution counts {counts} after Restart and Run All; a cell failed or was skipped"
     )
+    return nb
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
+    path = ROOT / "notebooks" / name
+    if not path.exists():
+        if name == NOTEBOOKS[0] and os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"notebooks/{name}, the series' entry point, is missing")
+        pytest.skip(f"notebooks/{name} does not exist yet")
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    nb = _run_all(page, lab, name, tmp_path)
 
     outputs = page.locator(f"{PANEL} .jp-OutputArea-output")
     images = page.locator(f"{PANEL} .jp-OutputArea-output img")
@@ -167,3 +179,25 @@ def test_notebook_runs_in_jupyterlab(name, lab, page, tmp_path):
 
     after = hashlib.sha256(path.read_bytes()).hexdigest()
     assert after == before, f"{name} was modified on disk by the browser session (autosave?)"
+
+
+@pytest.mark.browser
+def test_latent_explorer_redraws_when_a_slider_moves(lab, page, tmp_path):
+    """06's LatentExplorer, as a learner uses it: arrow keys on a slider, a new image."""
+    _run_all(page, lab, EXPLORER_NOTEBOOK, tmp_path)
+    image = page.locator(f"{PANEL} img.widget-image").first
+    image.scroll_into_view_if_needed()
+    handle = page.locator(f"{PANEL} .widget-slider .noUi-handle").first
+    before = (image.get_attribute("src"), handle.get_attribute("aria-valuenow"))
+    handle.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "([img, src]) => document.querySelector(img)?.getAttribute('src') !== src",
+        arg=[f"{PANEL} img.widget-image", before[0]],
+        timeout=30_000,
+    )
+    page.screenshot(path=tmp_path / "latent-explorer.png")
+    after = (image.get_attribute("src"), handle.get_attribute("aria-valuenow"))
+    assert after[1] != before[1], f"the slider did not move: {before[1]} -> {after[1]}"
+    assert after[0] != before[0], "the image did not change when the slider moved"
