@@ -33,6 +33,10 @@ templates_path = ["_templates"]
 # Notebooks: shown as committed, never run; their Markdown outputs read as MyST (with math).
 nb_execution_mode = "off"
 nb_render_markdown_format = "myst"
+# A latent explorer's widget needs a kernel: the site shows its one plain line (and the static
+# figures around it), and loads no widget scripts, which would come from a CDN.
+nb_mime_priority_overrides = [("html", "application/vnd.jupyter.widget-view+json", None)]
+nb_ipywidgets_js: dict = {}
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 

@@ -68,9 +68,25 @@ def test_one_decoder_shows_no_selector():
     [
         ({"decoders": {}, "latent_dim": 2}, "decoders is empty"),
         ({"decoders": {"v": Recorder()}, "latent_dim": 2, "start": [0.0]}, "start has shape"),
-        ({"decoders": {"v": Recorder()}, "latent_dim": 32}, "latent_dim"),
+        ({"decoders": {"v": Recorder()}, "latent_dim": 32}, "dims"),
+        ({"decoders": {"v": Recorder()}, "latent_dim": 3, "dims": [1, 3]}, "dims"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         LatentExplorer(**kwargs)
+
+
+def test_sliders_for_some_dims_keep_the_others_at_start():
+    decode = Recorder()
+    explorer = LatentExplorer({"vae": decode}, 4, start=[0.1, 0.2, 0.3, 0.4], dims=[2, 0])
+    assert [s.description for s in explorer.sliders] == ["z[2]", "z[0]"]
+    explorer.sliders[0].value = -1.5
+    np.testing.assert_allclose(decode.calls[-1], [[0.1, 0.2, -1.5, 0.4]])
+
+
+def test_where_no_kernel_runs_the_notebook_shows_one_plain_line():
+    bundle = LatentExplorer({"vae": Recorder()}, 2)._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("LatentExplorer: 2 slider(s)")
+    assert "PNG" not in bundle["text/plain"]

@@ -43,12 +43,13 @@ def picture_png(pixels: object, scale: int = 4) -> bytes:
 
 
 class LatentExplorer:
-    """Sliders for z (one per latent coordinate, from ``-limit`` to ``limit``) and an image of
-    the decoded pixel means, redrawn on every change.
+    """Sliders for z (one per latent coordinate in ``dims``, default all, from ``-limit`` to
+    ``limit``) and an image of the decoded pixel means, redrawn on every change.
 
     ``decoders``: name -> function from codes (1, latent_dim) to pixel means (784 values); with
     more than one, a selector moves between them at the same z (a beta per trained model in
-    notebook 09, a label in notebook 10). ``start``: the first z (default 0, the prior's mode).
+    notebook 09, a label in notebook 10). ``start``: the first z, and the value of the coordinates
+    without a slider (default 0, the prior's mode).
     ``widget`` is what a notebook displays. Taught in notebook 06_latent_space.
     """
 
@@ -59,22 +60,30 @@ class LatentExplorer:
         *,
         limit: float = 3.0,
         start: Sequence[float] | None = None,
+        dims: Sequence[int] | None = None,
         selector_name: str = "model",
     ) -> None:
         widgets = _widgets()
-        latent_dim = check_int(latent_dim, "latent_dim", 1, 16, fix="one slider per dimension.")
+        latent_dim = check_int(latent_dim, "latent_dim", 1, fix="e.g. latent_dim=2.")
         if not decoders:
             raise ValueError("decoders is empty: give at least one, e.g. {'vae': decode}.")
         first = np.zeros(latent_dim) if start is None else np.asarray(start, dtype=np.float64)
         if first.shape != (latent_dim,):
             raise ValueError(f"start has shape {first.shape}; it needs ({latent_dim},).")
+        self.dims = list(range(latent_dim)) if dims is None else [int(j) for j in dims]
+        if not 1 <= len(self.dims) <= 16 or not set(self.dims) <= set(range(latent_dim)):
+            raise ValueError(
+                f"dims {self.dims} must pick 1 to 16 of the {latent_dim} coordinates: "
+                "e.g. dims=[0, 1], or the most active units."
+            )
+        self.start = first
         self.decoders = dict(decoders)
         self.sliders = [
             widgets.FloatSlider(
-                value=float(np.clip(value, -limit, limit)), min=-limit, max=limit, step=0.05,
+                value=float(np.clip(first[j], -limit, limit)), min=-limit, max=limit, step=0.05,
                 description=f"z[{j}]", continuous_update=True,
             )
-            for j, value in enumerate(first)
+            for j in self.dims
         ]  # fmt: skip
         self.selector = widgets.SelectionSlider(
             options=list(self.decoders), description=selector_name
@@ -88,15 +97,23 @@ class LatentExplorer:
 
     @property
     def z(self) -> np.ndarray:
-        """The code the sliders show, shape (1, latent_dim), float32."""
-        return np.array([[s.value for s in self.sliders]], dtype=np.float32)
+        """The code shown, shape (1, latent_dim), float32: ``start`` with the sliders' values
+        at ``dims``."""
+        z = self.start.copy()
+        z[self.dims] = [s.value for s in self.sliders]
+        return z[np.newaxis].astype(np.float32)
 
     def redraw(self, change: object = None) -> None:
         """Decode the sliders' z with the selected decoder and show it."""
         pixels = self.decoders[self.selector.value](self.z)
         self.image.value = picture_png(np.asarray(pixels))
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def _repr_mimebundle_(self, **kwargs: object) -> dict:
+        """The widget for a running kernel, and one plain line where none runs (the course
+        website, a code host's viewer), instead of the widget's repr with the image's bytes."""
+        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = (
+            f"LatentExplorer: {len(self.sliders)} slider(s) for z and {len(self.decoders)} "
+            "decoder(s); it needs a running kernel (the static figures stand in without one)."
+        )
+        return bundle
