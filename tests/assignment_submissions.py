@@ -93,6 +93,116 @@ MISTAKES = {
         },
         {"01_reparameterization": {"test-pathwise-gradient"}},
     ),
+    # assignment 06_latent_space
+    # the straight line in place of the great circle
+    "slerp_is_lerp": Mistake(
+        {
+            "06_latent_space": [
+                ("slerp", "return weight0 * z0 + weight1 * z1", "return (1 - t) * z0 + t * z1")
+            ]
+        },
+        {"06_latent_space": {"test-slerp"}},
+    ),
+    # no limit for parallel vectors: sin(Omega) = 0 divides 0, giving NaN
+    "slerp_divides_by_sin_0": Mistake(
+        {"06_latent_space": [("slerp", "safe = sin_omega > 1e-6", "safe = sin_omega >= 0.0")]},
+        {"06_latent_space": {"test-slerp"}},
+    ),
+    # the angle from the raw dot product, without dividing by the lengths
+    "slerp_unnormalised": Mistake(
+        {"06_latent_space": [("slerp", "np.sum(unit0 * unit1,", "np.sum(z0 * z1,")]},
+        {"06_latent_space": {"test-slerp"}},
+    ),
+    # the activity of a unit from its log-variance instead of its posterior mean
+    "activity_of_log_var": Mistake(
+        {
+            "06_latent_space": [
+                ("active-units", "np.asarray(mu, np.float64)", "np.asarray(log_var, np.float64)")
+            ]
+        },
+        {"06_latent_space": {"test-active-units"}},
+    ),
+    # the variance across the units of each image instead of across the images
+    "activity_over_the_wrong_axis": Mistake(
+        {"06_latent_space": [("active-units", "axis=0)  # A_j", "axis=1)  # A_j")]},
+        {"06_latent_space": {"test-active-units"}},
+    ),
+    # an even grid of z values instead of normal quantiles
+    "grid_evenly_spaced": Mistake(
+        {
+            "06_latent_space": [
+                (
+                    "manifold-grid",
+                    "quantiles = stats.norm.ppf((np.arange(n) + 0.5) / n)",
+                    "quantiles = np.linspace(-2.0, 2.0, n)",
+                )
+            ]
+        },
+        {"06_latent_space": {"test-manifold-grid"}},
+    ),
+    # the spread of the posterior means alone, without the mean posterior variance
+    "aggregate_variance_between_only": Mistake(
+        {"06_latent_space": [("aggregate-moments", "between + within  #", "between  #")]},
+        {"06_latent_space": {"test-aggregate-moments"}},
+    ),
+    # assignment 07_convolutional
+    # floor where "same" padding takes the ceiling: wrong whenever the stride does not divide n
+    "same_size_floored": Mistake(
+        {"07_convolutional": [("conv-output-size", "math.ceil(n / stride)", "n // stride")]},
+        {"07_convolutional": {"test-conv-output-size"}},
+    ),
+    # a "valid" transposed convolution without the kernel's overhang max(k - s, 0)
+    "transpose_size_without_max_term": Mistake(
+        {
+            "07_convolutional": [
+                (
+                    "conv-transpose-output-size",
+                    "n * stride + max(kernel - stride, 0)",
+                    "n * stride",
+                )
+            ]
+        },
+        {"07_convolutional": {"test-conv-transpose-output-size"}},
+    ),
+    # one head for both: log_var is mu
+    "log_var_head_shared_with_mu": Mistake(
+        {
+            "07_convolutional": [
+                (
+                    "conv-encoder",
+                    "return self.mu(h), self.log_var(h)",
+                    "return self.mu(h), self.mu(h)",
+                )
+            ]
+        },
+        {"07_convolutional": {"test-conv-encoder"}},
+    ),
+    # a 5x5 "valid" last layer: 28 + max(5 - 1, 0) = 32 pixels a side
+    "decoder_logits_32x32": Mistake(
+        {
+            "07_convolutional": [
+                (
+                    "conv-decoder",
+                    'layers.Conv2DTranspose(1, 3, padding="same")',
+                    'layers.Conv2DTranspose(1, 5, padding="valid")',
+                )
+            ]
+        },
+        {"07_convolutional": {"test-conv-decoder"}},
+    ),
+    # pixel probabilities where the loss wants logits
+    "decoder_sigmoid_output": Mistake(
+        {
+            "07_convolutional": [
+                (
+                    "conv-decoder",
+                    'layers.Conv2DTranspose(1, 3, padding="same")',
+                    'layers.Conv2DTranspose(1, 3, padding="same", activation="sigmoid")',
+                )
+            ]
+        },
+        {"07_convolutional": {"test-conv-decoder"}},
+    ),
 }
 
 

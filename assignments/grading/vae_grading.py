@@ -216,3 +216,163 @@ class LinearGaussian:
         """E_{z ~ N(0,1)} log N(x; z, s2) in closed form: the ELBO when q is the prior."""
         x = np.asarray(x, np.float64)[:, 0]
         return -0.5 * (LOG_2PI + math.log(self.s2)) - (x**2 + 1.0) / (2 * self.s2)
+
+
+# -- references and probes (assignment 06) ----------------------------------------------------
+
+
+def slerp(z0, z1, t):
+    """sin((1-t) W) / sin W z0 + sin(t W) / sin W z1, W the angle between z0 and z1.
+
+    The angle comes from atan2 (accurate for any angle) and each weight sin(a W) / sin W is
+    written a sinc(a W / pi) / sinc(W / pi), which tends to a as W -> 0: no branch, no 0 / 0.
+    """
+    z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
+    t = np.asarray(t, np.float64)
+    u0 = z0 / np.linalg.norm(z0, axis=-1, keepdims=True)
+    along = np.sum(z1 * u0, axis=-1, keepdims=True)
+    across = np.linalg.norm(z1 - along * u0, axis=-1, keepdims=True)
+    omega = np.arctan2(across, along)
+    w0 = (1 - t) * np.sinc((1 - t) * omega / np.pi) / np.sinc(omega / np.pi)
+    w1 = t * np.sinc(t * omega / np.pi) / np.sinc(omega / np.pi)
+    return w0 * z0 + w1 * z1
+
+
+def angle(a, b):
+    """The angle between the rows of a and b, from atan2 (accurate near 0 too)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    cross = np.linalg.norm(
+        a * np.linalg.norm(b, axis=-1, keepdims=True)
+        - b * np.linalg.norm(a, axis=-1, keepdims=True),
+        axis=-1,
+    )
+    plus = np.linalg.norm(
+        a * np.linalg.norm(b, axis=-1, keepdims=True)
+        + b * np.linalg.norm(a, axis=-1, keepdims=True),
+        axis=-1,
+    )
+    return 2.0 * np.arctan2(cross, plus)  # Kahan's formula
+
+
+def unit_activity(mu):
+    """A_j = mean over the N images of (mu_nj - mean_n mu_nj)^2, per latent dimension."""
+    mu = np.asarray(mu, np.float64)
+    return np.mean((mu - mu.mean(axis=0)) ** 2, axis=0)
+
+
+class DesignedEncoder:
+    """``encode(x) -> (mu, log_var)`` row by row: mu = x[:, :d] * scales, log_var =
+    x[:, :d] * log_var_scales - 1 (float32 tensors, as a model's encode returns). With the
+    columns of x standardized over the images, unit j's activity is exactly scales[j]**2."""
+
+    def __init__(self, scales, log_var_scales):
+        self.scales = np.asarray(scales, np.float64)
+        self.log_var_scales = np.asarray(log_var_scales, np.float64)
+
+    def __call__(self, x):
+        x = np.asarray(x, np.float64)[:, : len(self.scales)]
+        mu, log_var = x * self.scales, x * self.log_var_scales - 1.0
+        return tf.constant(mu, tf.float32), tf.constant(log_var, tf.float32)
+
+
+def standardized(rng, n, d):
+    """n rows of d columns, each column of mean 0 and variance 1 exactly (over the rows)."""
+    x = rng.normal(size=(n, d))
+    return (x - x.mean(axis=0)) / x.std(axis=0)
+
+
+def mixture_moments(mu, log_var):
+    """Mean and variance of q(z) = 1/N sum_n N(mu_n, diag exp(log_var_n)), per dimension,
+    as E[z] and E[z^2] - E[z]^2 with E[z^2] = mean_n (mu_n^2 + sigma_n^2)."""
+    mu, var = np.asarray(mu, np.float64), np.exp(np.asarray(log_var, np.float64))
+    mean = mu.mean(axis=0)
+    return mean, np.mean(mu**2 + var, axis=0) - mean**2
+
+
+def mixture_draws(rng, mu, log_var, n):
+    """n draws from the mixture: a component chosen uniformly, then z from it."""
+    mu, sd = np.asarray(mu, np.float64), np.exp(0.5 * np.asarray(log_var, np.float64))
+    which = rng.integers(0, len(mu), size=n)
+    return mu[which] + sd[which] * rng.standard_normal((n, mu.shape[1]))
+
+
+# -- references (assignment 07) ---------------------------------------------------------------
+
+
+def conv_output_size(n, kernel, stride, padding):
+    return -(-n // stride) if padding == "same" else (n - kernel) // stride + 1
+
+
+def conv_transpose_output_size(n, kernel, stride, padding):
+    return n * stride if padding == "same" else n * stride + max(kernel - stride, 0)
+
+
+def _same_padding(n, kernel, stride, out):
+    """TensorFlow's "same" padding of a convolution from n to out: (before, after)."""
+    total = max((out - 1) * stride + kernel - n, 0)
+    return total // 2, total - total // 2
+
+
+def conv2d(x, kernel, bias, stride, padding, relu=False):
+    """A Keras ``Conv2D`` in numpy (float64): x (batch, h, w, c_in), kernel (k, k, c_in, c_out).
+
+    out[o] = sum over kernel positions i of x_padded[o * stride + i] @ kernel[i] + bias.
+    """
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    k = kernel.shape[0]
+    (n_h, n_w), sides = x.shape[1:3], []
+    for n in (n_h, n_w):
+        sides.append(conv_output_size(n, k, stride, padding))
+    if padding == "same":
+        pads = [_same_padding(n, k, stride, m) for n, m in zip((n_h, n_w), sides, strict=True)]
+        x = np.pad(x, [(0, 0), *pads, (0, 0)])
+    out_h, out_w = sides
+    out = np.zeros((x.shape[0], out_h, out_w, kernel.shape[3]))
+    for i in range(k):
+        for j in range(k):
+            rows = slice(i, i + stride * (out_h - 1) + 1, stride)
+            cols = slice(j, j + stride * (out_w - 1) + 1, stride)
+            out += x[:, rows, cols, :] @ kernel[i, j]
+    out += np.asarray(bias, np.float64)
+    return np.maximum(out, 0.0) if relu else out
+
+
+def conv2d_transpose(x, kernel, bias, stride, padding, relu=False):
+    """A Keras ``Conv2DTranspose`` in numpy (float64): kernel (k, k, c_out, c_in).
+
+    The adjoint of ``conv2d``: every input pixel p adds x[p] @ kernel[i].T at output position
+    p * stride + i - (the "same" padding before), for each kernel position i.
+    """
+    x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+    k = kernel.shape[0]
+    n_h, n_w = x.shape[1:3]
+    full = np.zeros(
+        (x.shape[0], (n_h - 1) * stride + max(k, stride), (n_w - 1) * stride + max(k, stride))
+        + (kernel.shape[2],)
+    )
+    for i in range(k):
+        for j in range(k):
+            rows = slice(i, i + stride * (n_h - 1) + 1, stride)
+            cols = slice(j, j + stride * (n_w - 1) + 1, stride)
+            full[:, rows, cols, :] += x @ kernel[i, j].T
+    out_h = conv_transpose_output_size(n_h, k, stride, padding)
+    out_w = conv_transpose_output_size(n_w, k, stride, padding)
+    top = _same_padding(out_h, k, stride, n_h)[0] if padding == "same" else 0
+    left = _same_padding(out_w, k, stride, n_w)[0] if padding == "same" else 0
+    out = full[:, top : top + out_h, left : left + out_w, :] + np.asarray(bias, np.float64)
+    return np.maximum(out, 0.0) if relu else out
+
+
+def weights_by_shape(model):
+    """The model's trainable weights as numpy arrays, grouped by shape in creation order."""
+    found = {}
+    for v in model.trainable_variables:
+        found.setdefault(tuple(v.shape), []).append(np.asarray(v.numpy(), np.float64))
+    return found
+
+
+def randomize_weights(model, seed, scale=0.3):
+    """Give every weight, biases included, a random value (Keras starts biases at 0)."""
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:
+        v.assign((scale * rng.normal(size=v.shape)).astype(v.dtype))
