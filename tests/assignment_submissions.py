@@ -203,6 +203,136 @@ MISTAKES = {
         },
         {"07_convolutional": {"test-conv-decoder"}},
     ),
+    # assignments 01_reparameterization, 03_model and 05_iwae: the noise convention
+    # the seed not passed on: an integer seed no longer repeats the draw
+    "seed_ignored": Mistake(
+        {
+            "01_reparameterization": [
+                (
+                    "reparameterize",
+                    "eps = keras.random.normal(tf.shape(mu), seed=seed)",
+                    "eps = keras.random.normal(tf.shape(mu))",
+                )
+            ]
+        },
+        {"01_reparameterization": {"test-reparameterize"}},
+    ),
+    # one draw of noise for all k importance samples: L_k collapses to L_1
+    "iwae_one_draw": Mistake(
+        {
+            "05_iwae": [
+                (
+                    "iwae-bound",
+                    "eps = keras.random.normal((k, *mu.shape), seed=seed)",
+                    "eps = tf.repeat(keras.random.normal((1, *mu.shape), seed=seed), k, axis=0)",
+                )
+            ]
+        },
+        {"05_iwae": {"test-iwae-bound"}},
+    ),
+    # assignment 10_conditional (and 03_model, whose VAE owns its noise the same way)
+    # the article's noise from TensorFlow's global random state, not the model's generator
+    "unseeded_noise": Mistake(
+        {
+            assignment: [
+                (
+                    cell,
+                    "eps = keras.random.normal(tf.shape(mu), seed=self.seed_generator)",
+                    "eps = tf.random.normal(tf.shape(mu))",
+                )
+            ]
+            for assignment, cell in (("03_model", "vae"), ("10_conditional", "conditional-vae"))
+        },
+        {"03_model": {"test-vae"}, "10_conditional": {"test-conditional-vae"}},
+    ),
+    # the class as one number instead of a one-hot vector
+    "label_as_number": Mistake(
+        {
+            "10_conditional": [
+                (
+                    "conditional-encoder",
+                    "y = tf.one_hot(labels, self.num_classes, dtype=x.dtype)",
+                    "y = tf.cast(labels, x.dtype)[:, None]",
+                )
+            ]
+        },
+        {"10_conditional": {"test-conditional-encoder"}},
+    ),
+    # the label not given to the decoder: p(x | z) in place of p(x | z, y)
+    "decoder_without_label": Mistake(
+        {
+            "10_conditional": [
+                (
+                    "conditional-decoder",
+                    "return self.logits(self.hidden(tf.concat([z, y], axis=-1)))",
+                    "return self.logits(self.hidden(z))",
+                )
+            ]
+        },
+        {"10_conditional": {"test-conditional-decoder"}},
+    ),
+    "cvae_kl_sign_flipped": Mistake(
+        {
+            "10_conditional": [
+                ("conditional-vae", "kl = 0.5 * tf.reduce_sum(", "kl = -0.5 * tf.reduce_sum(")
+            ]
+        },
+        {"10_conditional": {"test-conditional-vae"}},
+    ),
+    # assignment 11_data_parallel
+    # each replica's mean over its own share: right only for equal shares
+    "per_replica_mean": Mistake(
+        {
+            "11_data_parallel": [
+                (
+                    "replica-loss",
+                    "return tf.reduce_sum(per_example_losses) / tf.cast(global_batch_size, "
+                    "tf.float32)",
+                    "return tf.reduce_mean(per_example_losses)",
+                )
+            ]
+        },
+        {"11_data_parallel": {"test-replica-loss"}},
+    ),
+    # B // R examples per replica: the rest of the batch is never trained on
+    "remainder_dropped": Mistake(
+        {
+            "11_data_parallel": [
+                (
+                    "replica-shares",
+                    "per_replica = math.ceil(global_batch_size / num_replicas)",
+                    "per_replica = global_batch_size // num_replicas",
+                )
+            ]
+        },
+        {"11_data_parallel": {"test-replica-shares"}},
+    ),
+    # the replicas' gradients, already divided by the global batch, averaged: divided twice
+    "gradients_averaged": Mistake(
+        {
+            "11_data_parallel": [
+                (
+                    "data-parallel-gradients",
+                    "tf.add_n(list(gradients)) for",
+                    "tf.add_n(list(gradients)) / len(shares) for",
+                )
+            ]
+        },
+        {"11_data_parallel": {"test-data-parallel-gradients"}},
+    ),
+    # every step's loss divided by the nominal batch size, the smaller last batch's too
+    "nominal_last_batch": Mistake(
+        {
+            "11_data_parallel": [
+                (
+                    "step-batch-sizes",
+                    "min(global_batch_size, n_images - start)",
+                    "global_batch_size",
+                )
+            ]
+        },
+        {"11_data_parallel": {"test-step-batch-sizes"}},
+    ),
 }
 
 

@@ -207,3 +207,39 @@ def test_nbgrader_pins_agree_with_jupyterlab():
     lab = {Requirement(r).name: Requirement(r) for r in extras["lab"]}
     for version in (metadata.version("jupyterlab"), "4.2.0"):
         assert version in lab["jupyterlab"].specifier and version in wanted.specifier
+
+
+# Assignment 11's part B grades the split of a global batch against vae_grading.replica_shares.
+# That reference must be the split tf.distribute makes: checked on logical CPU devices, in a
+# fresh process, since they must be set up before TensorFlow runs its first operation.
+_REPLICA_SHARES_CHECK = """
+import sys
+
+import tensorflow as tf
+
+sys.path.insert(0, sys.argv[1])
+import vae_grading
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 4)
+devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+for replicas in (2, 3, 4):
+    strategy = tf.distribute.MirroredStrategy(devices[:replicas])
+    for batch in (1, 2, 3, 5, 7, 10, 11, 65):
+        dataset = tf.data.Dataset.range(batch).batch(batch)
+        shares = next(iter(strategy.experimental_distribute_dataset(dataset)))
+        sizes = [int(t.shape[0]) for t in strategy.experimental_local_results(shares)]
+        assert sizes == vae_grading.replica_shares(batch, replicas), (batch, replicas, sizes)
+print("tf.distribute splits as vae_grading.replica_shares does")
+"""
+
+
+@pytest.mark.slow
+def test_replica_shares_reference_is_how_tf_distribute_splits_a_batch():
+    result = subprocess.run(
+        [sys.executable, "-c", _REPLICA_SHARES_CHECK, str(COURSE / "grading")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0 and "splits as" in result.stdout, result.stderr[-3000:]

@@ -77,11 +77,11 @@ def defined_outside_the_package(cls) -> bool:
 # -- references (assignment 01 and 05) ------------------------------------------------------
 
 
-def reparameterize(mu, log_var, eps=None):
+def reparameterize(mu, log_var, eps=None, seed=None):
     mu = tf.convert_to_tensor(mu, tf.float32)
     log_var = tf.convert_to_tensor(log_var, tf.float32)
     if eps is None:
-        eps = tf.random.normal(tf.shape(mu))
+        eps = tf.keras.random.normal(tuple(mu.shape), seed=seed)
     return mu + tf.sqrt(tf.exp(log_var)) * eps
 
 
@@ -376,3 +376,90 @@ def randomize_weights(model, seed, scale=0.3):
     rng = np.random.default_rng(seed)
     for v in model.trainable_variables:
         v.assign((scale * rng.normal(size=v.shape)).astype(v.dtype))
+
+
+# -- references and probes (assignment 10_conditional) ----------------------------------------
+
+
+LOG_QUARTER = math.log(0.25)  # the stand-in posterior's log-variance before the class shift
+
+
+def conditional_input(x, labels, num_classes):
+    """[flattened x, one-hot y] in float64: what a conditional network's first layer sees."""
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return np.concatenate([x, np.eye(num_classes)[np.asarray(labels)]], axis=1)
+
+
+def conditional_constant_posterior(labels, latent_dim, mu=0.4, log_var=LOG_QUARTER):
+    """What ConditionalConstantEncoder returns for ``labels``, in float64."""
+    y = np.asarray(labels, np.float64)[:, None]
+    ones = np.ones((len(y), latent_dim))
+    return (mu + 0.5 * y) * ones, (log_var - 0.1 * y) * ones
+
+
+class ConditionalConstantEncoder(tf.keras.Model):
+    """q(z | x, y) = N(mu + y / 2, exp(log_var - y / 10)) in every dimension, whatever x is."""
+
+    def __init__(self, latent_dim, *args, mu=0.4, log_var=LOG_QUARTER, **kwargs):
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.mu_value = self.add_weight(shape=(), initializer=tf.keras.initializers.Constant(mu))
+        self.log_var_value = float(log_var)
+
+    def call(self, batch):
+        x, labels = batch
+        y = tf.cast(labels, tf.float32)[:, None]
+        ones = tf.ones([tf.shape(x)[0], self.latent_dim])
+        return (self.mu_value + 0.5 * y) * ones, (self.log_var_value - 0.1 * y) * ones
+
+
+class ConditionalShiftDecoder(tf.keras.Model):
+    """p(x | z, y) with logits z - 0.3 y: the code itself, shifted by the class."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def call(self, batch):
+        z, labels = batch
+        return z - 0.3 * tf.cast(labels, z.dtype)[:, None]
+
+
+def negative_elbo_per_example(x, logits, mu, log_var):
+    """-log p(x | z) + KL(N(mu, exp(log_var)) || N(0, I)) per example, in float64 numpy:
+    the Bernoulli cross-entropy from logits and the closed-form KL."""
+    x, logits = np.asarray(x, np.float64), np.asarray(logits, np.float64)
+    mu, log_var = np.asarray(mu, np.float64), np.asarray(log_var, np.float64)
+    reconstruction = -np.sum(x * logits - np.logaddexp(0.0, logits), axis=-1)
+    kl = np.sum(-0.5 * log_var + 0.5 * (np.exp(log_var) + mu**2) - 0.5, axis=-1)
+    return reconstruction + kl
+
+
+# -- references (assignment 11_data_parallel) -------------------------------------------------
+
+
+def replica_loss(per_example_losses, global_batch_size):
+    """A replica's share of the batch mean: its per-example losses' sum over the global size."""
+    per_example_losses = tf.convert_to_tensor(per_example_losses, tf.float32)
+    return tf.reduce_sum(per_example_losses) / tf.cast(global_batch_size, tf.float32)
+
+
+def replica_shares(global_batch_size, num_replicas):
+    """tf.distribute's split of a global batch: ceil(B / R) images per replica, in replica
+    order, until the batch runs out (10 on 3 replicas: 4, 4, 2)."""
+    per_replica = -(-global_batch_size // num_replicas)
+    return [
+        max(0, min(per_replica, global_batch_size - r * per_replica)) for r in range(num_replicas)
+    ]
+
+
+def step_batch_sizes(n_images, global_batch_size):
+    """The global batch of each step of an epoch: full batches, then the rest if any."""
+    full, rest = divmod(n_images, global_batch_size)
+    return [global_batch_size] * full + ([rest] if rest else [])
+
+
+def linear_mean_gradients(x, y, w, b):
+    """Gradients of (1/B) sum_i ||x_i w + b - y_i||^2 with respect to w and b, in closed form."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    residual = x @ np.asarray(w, np.float64) + np.asarray(b, np.float64) - y
+    return 2.0 * x.T @ residual / len(x), 2.0 * residual.sum(axis=0) / len(x)
