@@ -333,6 +333,136 @@ MISTAKES = {
         },
         {"11_data_parallel": {"test-step-batch-sizes"}},
     ),
+    # assignment 08_likelihoods
+    # the textbook normalizer 2 artanh(1 - 2 lambda) / (1 - 2 lambda) everywhere: 0/0 at 1/2,
+    # and lambda rounds to 1 for large logits
+    "textbook_normalizer": Mistake(
+        {
+            "08_likelihoods": [
+                (
+                    "continuous-bernoulli-log-normalizer",
+                    "return tf.where(near_half, series, direct)",
+                    "lam = tf.sigmoid(logits)\n"
+                    "    return tf.math.log(2.0 * tf.atanh(1.0 - 2.0 * lam) / (1.0 - 2.0 * lam))",
+                )
+            ]
+        },
+        {"08_likelihoods": {"test-continuous-bernoulli-log-normalizer"}},
+    ),
+    # the direct formula fed logit 0 inside tf.where: the value is right, the gradient NaN
+    "unmasked_where": Mistake(
+        {
+            "08_likelihoods": [
+                (
+                    "continuous-bernoulli-log-normalizer",
+                    "eta = tf.where(near_half, tf.ones_like(logits), tf.abs(logits))",
+                    "eta = tf.abs(logits)",
+                )
+            ]
+        },
+        {"08_likelihoods": {"test-continuous-bernoulli-log-normalizer"}},
+    ),
+    # levels 0 and 255 get a plain CDF difference: the 256 probabilities do not sum to 1
+    "no_edge_bins": Mistake(
+        {
+            "08_likelihoods": [
+                (
+                    "discretized-logistic-log-prob",
+                    "tf.where(k > 0, lower, -np.inf), tf.where(k < 255, upper, np.inf)",
+                    "lower, upper  # no edge bins",
+                )
+            ]
+        },
+        {"08_likelihoods": {"test-discretized-logistic-log-prob"}},
+    ),
+    # log(sigmoid(b) - sigmoid(a)): log 0 where both round to 1 (or 0) in float32
+    "log_of_cdf_difference": Mistake(
+        {
+            "08_likelihoods": [
+                (
+                    "discretized-logistic-log-prob",
+                    "return (",
+                    "return tf.math.log(tf.sigmoid(upper) - tf.sigmoid(lower))\n    return (",
+                )
+            ]
+        },
+        {"08_likelihoods": {"test-discretized-logistic-log-prob"}},
+    ),
+    "bits_without_ln2": Mistake(
+        {"08_likelihoods": [("bits-per-dim", "(dims * math.log(2.0))", "dims")]},
+        {"08_likelihoods": {"test-bits-per-dim"}},
+    ),
+    # a density on [0, 1] scored without the 8 bits of the 8-bit cells
+    "bits_without_offset": Mistake(
+        {
+            "08_likelihoods": [
+                (
+                    "bits-per-dim",
+                    "offset = math.log2(256) if dequantized else 0.0",
+                    "offset = 0.0",
+                )
+            ]
+        },
+        {"08_likelihoods": {"test-bits-per-dim"}},
+    ),
+    # assignment 09_collapse
+    "kl_summed_over_dimensions": Mistake(
+        {
+            "09_collapse": [
+                (
+                    "kl-per-dimension",
+                    "return 0.5 * (tf.exp(log_var) + tf.square(mu) - 1.0 - log_var)",
+                    "return 0.5 * tf.reduce_sum("
+                    "tf.exp(log_var) + tf.square(mu) - 1.0 - log_var, axis=-1)",
+                )
+            ]
+        },
+        {"09_collapse": {"test-kl-per-dimension"}},
+    ),
+    "kl_log_var_sign": Mistake(
+        {"09_collapse": [("kl-per-dimension", "- 1.0 - log_var)", "- 1.0 + log_var)")]},
+        {"09_collapse": {"test-kl-per-dimension"}},
+    ),
+    # the floor on the KL summed over the dimensions, max(lambda d, sum_j KL_j)
+    "free_bits_on_the_sum": Mistake(
+        {
+            "09_collapse": [
+                (
+                    "free-bits-kl",
+                    "return tf.reduce_sum(tf.maximum(free_bits, per_dimension))",
+                    "return tf.maximum("
+                    "free_bits * per_dimension.shape[-1], tf.reduce_sum(per_dimension))",
+                )
+            ]
+        },
+        {"09_collapse": {"test-free-bits-kl"}},
+    ),
+    # the floor on each image's KL_j before the batch mean
+    "free_bits_per_image": Mistake(
+        {
+            "09_collapse": [
+                (
+                    "free-bits-kl",
+                    "tf.reduce_mean(kl_per_dimension(mu, log_var), axis=0)",
+                    "tf.reduce_mean(tf.maximum(free_bits, kl_per_dimension(mu, log_var)), axis=0)",
+                )
+            ]
+        },
+        {"09_collapse": {"test-free-bits-kl"}},
+    ),
+    # log-sum-exp without - log N: the mixture's 1/N left out, so the ceiling is 0, not log N
+    "information_without_log_n": Mistake(
+        {
+            "09_collapse": [
+                (
+                    "mutual-information",
+                    "tf.reduce_logsumexp(log_q, axis=1) - tf.math.log(n)",
+                    "tf.reduce_logsumexp(log_q, axis=1)",
+                )
+            ]
+        },
+        {"09_collapse": {"test-mutual-information"}},
+    ),
 }
 
 

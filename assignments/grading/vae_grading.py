@@ -463,3 +463,112 @@ def linear_mean_gradients(x, y, w, b):
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     residual = x @ np.asarray(w, np.float64) + np.asarray(b, np.float64) - y
     return 2.0 * x.T @ residual / len(x), 2.0 * residual.sum(axis=0) / len(x)
+
+
+# -- references (assignment 08_likelihoods) --------------------------------------------------
+
+
+def _bernoulli_integrand(eta: float):
+    """x -> lambda^x (1 - lambda)^(1 - x) = exp(x log lambda + (1 - x) log(1 - lambda)),
+    lambda = sigmoid(eta), with both logarithms computed from the logit (no log 0)."""
+    log_lam, log_rest = -np.logaddexp(0.0, -eta), -np.logaddexp(0.0, eta)
+    return lambda x: math.exp(x * log_lam + (1.0 - x) * log_rest)
+
+
+def continuous_bernoulli_log_normalizer(eta) -> float:
+    """log C(lambda) = -log of the integral over [0, 1] of lambda^x (1 - lambda)^(1 - x), by
+    quadrature in float64. Beyond |eta| = 200, where tanh(eta / 2) = 1 in float64, the closed
+    form log C = log|eta| - log tanh(|eta| / 2) is log|eta|."""
+    from scipy import integrate
+
+    eta = float(eta)
+    if abs(eta) > 200.0:
+        return math.log(abs(eta))
+    mass = integrate.quad(_bernoulli_integrand(eta), 0.0, 1.0, epsabs=0.0, epsrel=1e-13)[0]
+    return -math.log(mass)
+
+
+def continuous_bernoulli_log_normalizer_gradient(eta) -> float:
+    """d log C / d eta = lambda - E[x], E[x] the continuous Bernoulli's mean, by quadrature
+    (log C = -log of the integral of (1 - lambda) e^(eta x)); 1 / eta beyond |eta| = 200."""
+    from scipy import integrate, special
+
+    eta = float(eta)
+    if abs(eta) > 200.0:
+        return 1.0 / eta
+    f = _bernoulli_integrand(eta)
+    mass = integrate.quad(f, 0.0, 1.0, epsabs=0.0, epsrel=1e-13)[0]
+    first = integrate.quad(lambda x: x * f(x), 0.0, 1.0, epsabs=0.0, epsrel=1e-13)[0]
+    return float(special.expit(eta)) - first / mass
+
+
+def _bin_edges(k):
+    """The bin of level k on the scale of x = k / 255; level 0 open to -inf, 255 to +inf."""
+    k = np.asarray(k, np.float64)
+    return np.where(k > 0, (k - 0.5) / 255, -np.inf), np.where(k < 255, (k + 0.5) / 255, np.inf)
+
+
+def discretized_logistic_prob(k, mean, scale):
+    """P(k) = F(upper) - F(lower) from scipy's logistic CDF, in float64."""
+    from scipy import stats
+
+    lower, upper = _bin_edges(k)
+    return stats.logistic.cdf(upper, mean, scale) - stats.logistic.cdf(lower, mean, scale)
+
+
+def discretized_logistic_log_prob(k, mean, scale):
+    """log P(k) from scipy's logistic in float64, accurate in the tails: the CDF difference
+    in log space, from logcdf below the mean and from logsf (1 - F) above it."""
+    from scipy import stats
+
+    lower, upper = _bin_edges(k)
+    lower, upper, mean, scale = np.broadcast_arrays(lower, upper, mean, scale)
+    logistic = stats.logistic(mean, scale)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low_cdf, up_cdf = logistic.logcdf(lower), logistic.logcdf(upper)
+        low_sf, up_sf = logistic.logsf(lower), logistic.logsf(upper)
+        by_cdf = up_cdf + np.log1p(-np.exp(low_cdf - up_cdf))
+        by_sf = low_sf + np.log1p(-np.exp(up_sf - low_sf))
+    return np.where(lower > mean, by_sf, by_cdf)
+
+
+# -- references (assignment 09_collapse) -----------------------------------------------------
+
+
+def kl_per_dimension(mu, log_var):
+    """KL(N(mu_j, sigma_j^2) || N(0, 1)) per dimension = -log sigma + (sigma^2 + mu^2) / 2 - 1/2."""
+    mu = tf.convert_to_tensor(mu, tf.float32)
+    log_sigma = 0.5 * tf.convert_to_tensor(log_var, tf.float32)
+    return -log_sigma + 0.5 * (tf.exp(2.0 * log_sigma) + tf.square(mu)) - 0.5
+
+
+def gaussian_kl(m1, v1, m2, v2):
+    """KL(N(m1, v1) || N(m2, v2)) of two univariate Gaussians, elementwise, in float64."""
+    m1, v1, m2, v2 = (np.asarray(a, np.float64) for a in (m1, v1, m2, v2))
+    return 0.5 * (np.log(v2) - np.log(v1)) + (v1 + (m1 - m2) ** 2) / (2.0 * v2) - 0.5
+
+
+def kl_by_integration(mu, sd) -> float:
+    """KL(N(mu, sd^2) || N(0, 1)) as the integral of q log(q / p) over mu +- 12 sd, by
+    Simpson's rule on 4,001 points with scipy's densities (an error far below 1e-9)."""
+    from scipy import integrate, stats
+
+    mu, sd = float(mu), float(sd)
+    z = np.linspace(mu - 12.0 * sd, mu + 12.0 * sd, 4001)
+    log_q = stats.norm.logpdf(z, mu, sd)
+    return float(integrate.simpson(np.exp(log_q) * (log_q - stats.norm.logpdf(z)), x=z))
+
+
+def mutual_information(mu, log_var, eps) -> float:
+    """The minibatch estimate of I(x; z) by brute force in float64: z_n = mu_n + sigma_n eps_n,
+    mean over n of log q(z_n | x_n) - log (1/N) sum_m q(z_n | x_m), one image at a time."""
+    from scipy import special, stats
+
+    mu, log_var, eps = (np.asarray(a, np.float64) for a in (mu, log_var, eps))
+    sd = np.exp(0.5 * log_var)
+    z = mu + sd * eps
+    terms = []
+    for n in range(len(mu)):
+        log_q = stats.norm.logpdf(z[n], mu, sd).sum(axis=-1)  # log q(z_n | x_m), every m
+        terms.append(log_q[n] - (special.logsumexp(log_q) - math.log(len(mu))))
+    return float(np.mean(terms))
