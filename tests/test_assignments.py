@@ -70,6 +70,13 @@ def autograded_cells(assignment: str) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("listing", ["README.md", "notebooks/00_index.ipynb"])
+def test_the_teachers_sections_list_every_assignment(listing):
+    text = (ROOT / listing).read_text()
+    missing = [a for a in ASSIGNMENTS if f"assignments/release/{a}/{a}.ipynb" not in text]
+    assert not missing, f"{listing}'s teachers' section does not list {missing}"
+
+
 def test_every_assignment_has_parts_with_points():
     for assignment in ASSIGNMENTS:
         assert len(autograded_cells(assignment)) >= 2, assignment
