@@ -34,12 +34,13 @@ def test_a_lesson_shows_a_figure(name):
 
 @pytest.mark.parametrize("name", LESSONS)
 def test_a_lesson_ends_with_a_summary_then_exercises_from_check_upward(name):
-    headings = [_text(c).splitlines()[0] for c in _cells(name) if c["cell_type"] == "markdown"]
+    cells = _cells(name)
+    headings = [_text(c).splitlines()[0] for c in cells if c["cell_type"] == "markdown"]
     assert "## Summary" in headings and "## Exercises" in headings, name
     assert headings.index("## Summary") < headings.index("## Exercises"), name
-    summary = next(_text(c) for c in _cells(name) if _text(c).startswith("## Summary"))
+    summary = next(_text(c) for c in cells if _text(c).startswith("## Summary"))
     assert "$$" in summary, f"{name}: the summary has no formula to remember"
-    exercises = next(_text(c) for c in _cells(name) if _text(c).startswith("## Exercises"))
+    exercises = next(_text(c) for c in cells if _text(c).startswith("## Exercises"))
     items = re.findall(r"^\d+\. ", exercises, re.M)
     levels = [m.group(1) for m in LEVEL.finditer(exercises)]
     assert items and len(levels) == len(items), f"{name}: every exercise needs a level and time"
