@@ -39,6 +39,7 @@ from vae_tutorial.checkpoints import RunCheckpoint
 from vae_tutorial.epochs import EpochResult, Progress
 from vae_tutorial.fast import run_in_calls
 from vae_tutorial.losses import negative_elbo_per_example
+from vae_tutorial.objectives import is_plain_elbo
 from vae_tutorial.step import prepare_for_training
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import TensorLike
@@ -235,6 +236,11 @@ def distributed_epochs(
     """
     check_strategy(strategy)
     check_distributable(labels, config.free_bits)
+    if not is_plain_elbo(model, config):
+        raise ValueError(
+            "fit(strategy=...) trains the closed-form ELBO of notebooks 02-05 only; train this "
+            "model or objective without a strategy (strategy=None, or --strategy none)."
+        )
     with strategy.scope():
         optimizer = optimizer or keras.optimizers.Adam(config.learning_rate)
         if model.built:

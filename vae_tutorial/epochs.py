@@ -27,8 +27,7 @@ from vae_tutorial.batching import (
 )
 from vae_tutorial.checkpoints import RunCheckpoint
 from vae_tutorial.compiled import compiled_for
-from vae_tutorial.evaluation import evaluate_elbo
-from vae_tutorial.step import train_step_terms
+from vae_tutorial.objectives import elbo_evaluator_for, step_terms_for
 from vae_tutorial.training_config import TrainingConfig
 
 
@@ -101,7 +100,8 @@ class PlainEpochs:
         self.config = config
         self.steps_per_epoch = num_batches(len(images), config.batch_size)
         self.writes_files = True
-        self._step = compiled_for(model, train_step_terms)
+        self._step_terms = step_terms_for(model, config)
+        self._step = compiled_for(model, self._step_terms)
 
     def run(self, epoch: int, beta: float, progress: Progress | None = None) -> EpochResult:
         """Train 1-based ``epoch``; stop at the first NaN/Inf loss."""
@@ -137,7 +137,7 @@ class PlainEpochs:
             images, batch_size=max(config.batch_size, 256), binarize=config.binarize,
             seed=config.seed, labels=labels,
         )  # fmt: skip
-        return float(evaluate_elbo(self.model, batches)["elbo"])
+        return float(elbo_evaluator_for(self.model)(self.model, batches)["elbo"])
 
     def checkpoint(self, directory: str | os.PathLike) -> RunCheckpoint:
         """A :class:`RunCheckpoint` of the model and the optimizer in ``directory``."""

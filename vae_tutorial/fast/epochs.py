@@ -30,7 +30,6 @@ from vae_tutorial.epochs import EpochResult, PlainEpochs, Progress
 from vae_tutorial.fast.noise import standard_normal
 from vae_tutorial.fast.packed_images import gather_images, resident_images
 from vae_tutorial.losses import normal_sampler
-from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 
 _FIRST_STEPS_PER_CALL = 32
@@ -78,14 +77,14 @@ def _in_graph_batch(resident, order, labels, batch_number, *, batch_size, size, 
 
 
 def _train_steps(model, optimizer, resident, order, first, steps, beta, epoch, batch_size, size,
-                 binarize, seed, labels=None, free_bits=0.0):  # fmt: skip
+                 binarize, seed, step_terms, labels=None, free_bits=0.0):  # fmt: skip
     """``steps`` steps on batches ``first, first + 1, ...``; on-device sums [loss, recon, kl],
     the steps done and the 1-based step whose loss was NaN/Inf (0: none; the loop stops there).
 
     ``size``, the images per batch, is a Python int under XLA (which needs static shapes) and
     a tensor otherwise (one trace then serves every batch size). ``labels`` (a conditional
     model's, resident like the images) come with the batch. ``free_bits``, a Python float, is
-    fixed per run.
+    fixed per run; ``step_terms`` is the run's step (``objectives.step_terms_for``).
     """
 
     def body(done, sums, bad):
@@ -95,7 +94,7 @@ def _train_steps(model, optimizer, resident, order, first, steps, beta, epoch, b
                 binarize=binarize, seed=seed, epoch=epoch,
             )  # fmt: skip
         x = join_batch(tf.reshape(x, [size, *model.event_shape]), batch_labels)
-        terms = train_step_terms(model, optimizer, x, beta, free_bits=free_bits)
+        terms = step_terms(model, optimizer, x, beta, free_bits=free_bits)
         done += 1
         bad = tf.where(tf.math.is_finite(terms[0]), bad, done)  # the loop stops at NaN/Inf
         return done, sums + tf.stack(terms) * tf.cast(size, tf.float32), bad
@@ -143,7 +142,7 @@ class FastEpochs(PlainEpochs):
                     tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
                     tf.constant(epoch - 1, tf.int64), batch_size,
                     size if self._static_size else tf.constant(size, tf.int64), config.binarize,
-                    config.seed, self._labels, config.free_bits,
+                    config.seed, self._step_terms, self._labels, config.free_bits,
                 )  # fmt: skip
             steps_run, bad = int(steps_run), int(bad)
             if size == batch_size and not bad:
