@@ -151,8 +151,12 @@ def environment(folder: Path | None) -> dict[str, str]:
     return env
 
 
-def measure(name: str, folder: Path | None, write_back: bool) -> tuple[dict | None, str]:
-    """Execute one notebook in a fresh kernel: its record (None if it did not finish), a note."""
+def measure(
+    name: str, folder: Path | None, write_back: bool, keep: Path | None = None
+) -> tuple[dict | None, str]:
+    """Execute one notebook in a fresh kernel: its record (None if it did not finish), a note.
+
+    ``keep``: a copy of the executed notebook is left there too (its results, to read)."""
     source = NOTEBOOK_DIR / name
     record: dict = {"source_sha256": source_sha256(source)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -174,6 +178,8 @@ def measure(name: str, folder: Path | None, write_back: bool) -> tuple[dict | No
         record["kernel_seconds"], record["peak_mb"] = summary
         record["failing_cells"] = error_cells(executed)
         record["date"] = datetime.date.today().isoformat()
+        if keep is not None:
+            shutil.copyfile(executed, keep)
         note = ""
         if write_back:
             if record["failing_cells"] == 0:
@@ -241,6 +247,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="copy each notebook executed on bundled with no failing cell over the committed one",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="FOLDER",
+        help="also keep every executed notebook there, as NAME.DATASET.ipynb, to read its results",
+    )
     args = parser.parse_args(argv)
     if args.write_back and all(name != "bundled" for name, _ in args.data):
         parser.error("--write-back needs --data bundled (the notebooks are committed so)")
@@ -287,7 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     jobs.sort(key=lambda job: job[2] == INDEX)
     problems = []
     for name, folder, notebook in jobs:
-        record, note = measure(notebook, folder, args.write_back and name == "bundled")
+        keep = None
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            keep = args.keep / f"{Path(notebook).stem}.{name}.ipynb"
+        record, note = measure(notebook, folder, args.write_back and name == "bundled", keep)
         if record is None:
             problems.append(f"{notebook} on {name} {note}")
             print(f"{name} {notebook}: {note}", flush=True)
