@@ -117,7 +117,9 @@ def _in_batches(
 ) -> np.ndarray:
     """``score`` of each batch of ``batch_size`` images, joined: one float64 per image."""
     batch_size = check_int(batch_size, "batch_size", 1, fix="e.g. batch_size=100.")
-    parts = [np.asarray(score(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+    parts = [
+        np.asarray(score(images[i : i + batch_size])) for i in range(0, len(images), batch_size)
+    ]
     return np.concatenate(parts).astype(np.float64)
 
 
