@@ -19,6 +19,7 @@ Taught in notebook 15_out_of_distribution.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -225,10 +226,10 @@ def likelihood_ratio_scores(
     shapes, so the ratio keeps what is specific to the training data.
     Taught in notebook 15_out_of_distribution.
     """
-    options = {"k": k, "seed": seed, "batch_size": batch_size}
-    return negative_log_likelihood_scores(model, images, **options) - (
-        negative_log_likelihood_scores(background_model, images, **options)
+    nll = functools.partial(
+        negative_log_likelihood_scores, images=images, k=k, seed=seed, batch_size=batch_size
     )
+    return nll(model) - nll(background_model)
 
 
 def perturb_images(images: Array, rate: float, seed: int = 0) -> np.ndarray:
@@ -385,9 +386,11 @@ def typicality_test(
     A test of a *batch* of M images, not of one image. Taught in notebook
     15_out_of_distribution.
     """
-    options = {"k": k, "seed": seed, "batch_size": batch_size}
-    train = negative_log_likelihood_scores(model, train_images, **options)
-    scored = [negative_log_likelihood_scores(model, batch, **options) for batch in test_batches]
+    nll = functools.partial(
+        negative_log_likelihood_scores, model, k=k, seed=seed, batch_size=batch_size
+    )
+    train = nll(train_images)
+    scored = [nll(batch) for batch in test_batches]
     return typicality_from_scores(train, scored, alpha=alpha, n_bootstrap=n_bootstrap, seed=seed)
 
 
@@ -414,20 +417,21 @@ def ood_table(
     "reconstruction_probability" and, given a ``background_model``, "likelihood_ratio".
     Taught in notebook 15_out_of_distribution.
     """
-    options = {"seed": seed, "batch_size": batch_size}
 
     def scores(images: Array) -> dict[str, np.ndarray]:
-        bits = negative_log_likelihood_scores(model, images, k, unit="bits_per_dim", **options)
+        bits = negative_log_likelihood_scores(
+            model, images, k, unit="bits_per_dim", seed=seed, batch_size=batch_size
+        )
         found = {
             "negative_log_likelihood": bits,
             "complexity_corrected": _minus_complexity(bits, images),
             "reconstruction_probability": reconstruction_probability_scores(
-                model, images, samples, **options
+                model, images, samples, seed=seed, batch_size=batch_size
             ),
         }
         if background_model is not None:
             found["likelihood_ratio"] = likelihood_ratio_scores(
-                model, background_model, images, k, **options
+                model, background_model, images, k, seed=seed, batch_size=batch_size
             )
         return found
 
