@@ -176,20 +176,35 @@ def test_typicality_needs_batches_of_one_size():
 
 
 @pytest.fixture(scope="module")
-def trained():
-    """A tiny MLP VAE after one epoch on 512 bundled MNIST digits, and 40 test digits."""
+def digits():
+    """512 training and 40 test digits of the bundled MNIST sample."""
     data = vt.load_dataset("mnist", download=False)
+    return data.train_images[:512], data.test_images[:40]
+
+
+@pytest.fixture(scope="module")
+def untrained(digits):
+    """A tiny MLP VAE as built, and 40 test digits: for the identities, which hold for any
+    weights."""
+    keras.utils.set_random_seed(0)
+    return vt.VAE(latent_dim=2, intermediate_dim=32), digits[1]
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A tiny MLP VAE after one epoch on 512 digits, and 40 test digits."""
     keras.utils.set_random_seed(0)
     model = vt.VAE(latent_dim=2, intermediate_dim=32)
     config = vt.TrainingConfig(epochs=1, batch_size=64)
-    vt.fit(model, data.train_images[:512], config=config, progress=False)
-    return model, data.test_images[:40]
+    vt.fit(model, digits[0], config=config, progress=False, fast=False)
+    return model, digits[1]
 
 
 def binarized(images, seed=0):
     return np.asarray(vt.binarize_images(images, "dynamic", seed=seed))
 
 
+@pytest.mark.slow
 def test_naive_score_is_minus_the_iwae_bound_for_the_same_seed(trained):
     model, images = trained
     x = binarized(images)
@@ -205,8 +220,8 @@ def test_naive_score_is_minus_the_iwae_bound_for_the_same_seed(trained):
     np.testing.assert_allclose(bits, -bound / (784 * math.log(2)), rtol=1e-6)
 
 
-def test_uint8_images_are_scored_as_levels_over_255(trained):
-    model, images = trained
+def test_uint8_images_are_scored_as_levels_over_255(untrained):
+    model, images = untrained
     keras.utils.set_random_seed(6)
     from_uint8 = vt.reconstruction_probability_scores(model, images, 3, seed=1)
     from_float = vt.reconstruction_probability_scores(model, images / 255.0, 3, seed=1)
@@ -218,8 +233,8 @@ def numpy_bernoulli_log_likelihood(x, logits):
     return np.sum(x * logits - np.logaddexp(0.0, logits), axis=-1)
 
 
-def test_reconstruction_probability_with_the_same_noise(trained):
-    model, images = trained
+def test_reconstruction_probability_with_the_same_noise(untrained):
+    model, images = untrained
     x = binarized(images).reshape(-1, 784)
     samples = 6
     scores = vt.reconstruction_probability_scores(model, x, samples, seed=7)
@@ -233,8 +248,8 @@ def test_reconstruction_probability_with_the_same_noise(trained):
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
 
 
-def test_reconstruction_probability_is_the_posterior_average_within_mc_error(trained):
-    model, images = trained
+def test_reconstruction_probability_is_the_posterior_average_within_mc_error(untrained):
+    model, images = untrained
     x = binarized(images[:4]).reshape(-1, 784)
     scores = vt.reconstruction_probability_scores(model, x, 2000, seed=8)
     # numpy's own draws from q(z | x): the mean and its standard error per image
@@ -249,12 +264,10 @@ def test_reconstruction_probability_is_the_posterior_average_within_mc_error(tra
         assert abs(scores[i] - values.mean()) < 4 * math.sqrt(2) * standard_error
 
 
-def test_likelihood_ratio_is_the_difference_of_the_two_nlls(trained):
-    model, images = trained
-    keras.utils.set_random_seed(0)
+def test_likelihood_ratio_is_the_difference_of_the_two_nlls(untrained):
+    model, images = untrained
+    keras.utils.set_random_seed(1)  # another model: a background one, before its training
     background = vt.VAE(latent_dim=2, intermediate_dim=32)
-    perturbed = vt.perturb_images(images, 0.2, seed=1)
-    vt.fit(background, perturbed, config=vt.TrainingConfig(epochs=1), progress=False)
     x = binarized(images)
     keras.utils.set_random_seed(9)
     ratio = vt.likelihood_ratio_scores(model, background, x, 10, seed=2)
@@ -290,8 +303,8 @@ def test_perturb_images_rejects_a_bad_rate_and_bad_pixels():
         vt.perturb_images(np.full((2, 28, 28), 300), 0.1)
 
 
-def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(trained):
-    model, images = trained
+def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(untrained):
+    model, images = untrained
     x = images[:5]
     direct = [8 * len(zlib.compress(image.tobytes(), 9)) for image in x]
     np.testing.assert_array_equal(vt.compressed_bits(x), direct)
@@ -322,8 +335,8 @@ def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(trained
         (np.zeros((0, 28, 28), np.uint8), ValueError, "N >= 1"),
     ],
 )
-def test_bad_images_get_a_clear_error(trained, images, error, words):
-    model, _ = trained
+def test_bad_images_get_a_clear_error(untrained, images, error, words):
+    model, _ = untrained
     with pytest.raises(error, match=words):
         vt.negative_log_likelihood_scores(model, images, 2)
 
@@ -334,8 +347,8 @@ def test_a_conditional_model_is_refused():
         vt.reconstruction_probability_scores(model, np.zeros((2, 28, 28), np.uint8))
 
 
-def test_typicality_test_runs_the_scores_on_the_model(trained):
-    model, images = trained
+def test_typicality_test_runs_the_scores_on_the_model(untrained):
+    model, images = untrained
     train, batches = images[:20], [images[20:30], images[30:40]]
     keras.utils.set_random_seed(3)
     result = vt.typicality_test(model, train, batches, alpha=0.1, k=5, seed=2)
@@ -346,6 +359,7 @@ def test_typicality_test_runs_the_scores_on_the_model(trained):
     np.testing.assert_allclose(result.statistic, expected, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_ood_table_has_one_row_per_score_each_within_its_interval(trained):
     model, images = trained
     noise = np.random.default_rng(0).integers(0, 256, (30, 28, 28)).astype(np.uint8)
