@@ -10,6 +10,7 @@ from statistics import NormalDist
 import keras
 import numpy as np
 import pytest
+from helpers import one_cli_error_line
 from scipy import stats
 
 import vae_tutorial as vt
@@ -417,23 +418,12 @@ def test_evaluate_adds_the_auroc_of_each_score(tiny_run, offline, capsys):
         assert f"{name} " in printed and f"{score['auroc']:.3f}" in printed
 
 
-def one_error_line(args, capsys):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code not in (0, None)
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
-
-
 @pytest.mark.slow
 def test_evaluate_ood_data_errors_are_one_line(tiny_run, offline, tmp_path, capsys):
     evaluate = ["evaluate", "--out", tiny_run, "--k", "2"]
-    line = one_error_line([*evaluate, "--ood-data", "cifar10"], capsys)
+    line = one_cli_error_line([*evaluate, "--ood-data", "cifar10"], capsys)
     assert "cifar10" in line and "fashion_mnist" in line
-    line = one_error_line([*evaluate, "--ood-data", "mnist"], capsys)
+    line = one_cli_error_line([*evaluate, "--ood-data", "mnist"], capsys)
     assert "own dataset" in line and "fashion_mnist" in line
     # A data folder with MNIST only: Fashion-MNIST is missing, and the fix is named.
     data = vt.load_dataset("mnist", download=False)
@@ -446,5 +436,5 @@ def test_evaluate_ood_data_errors_are_one_line(tiny_run, offline, tmp_path, caps
         y_test=data.test_labels,
     )
     args = [*evaluate, "--data-dir", tmp_path, "--ood-data", "fashion_mnist"]
-    line = one_error_line(args, capsys)
+    line = one_cli_error_line(args, capsys)
     assert "Fashion-MNIST" in line and "Fix:" in line
