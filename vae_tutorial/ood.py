@@ -325,7 +325,10 @@ def reconstruction_probability_scores(
 
 @dataclasses.dataclass(frozen=True)
 class TypicalityResult:
-    """What :func:`typicality_test` decides, one entry per test batch."""
+    """What :func:`typicality_test` decides, one entry per test batch.
+
+    Taught in notebook 15_out_of_distribution.
+    """
 
     statistic: np.ndarray  # |mean NLL of the batch - entropy|
     threshold: float  # the bootstrap's (1 - alpha) quantile of the statistic on training batches
