@@ -313,6 +313,13 @@ def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(untrain
     noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
     assert np.all(vt.compressed_bits(noise) >= 8 * 784)
     assert np.all(vt.compressed_bits(np.zeros((1, 28, 28), np.uint8)) < 0.2 * 784)
+    # A black-and-white image is coded at 1 bit a pixel (PNG's bit depth 1): its 784 bits
+    # packed into 98 bytes, which random ones fill beyond compression.
+    binary = np.random.default_rng(1).integers(0, 2, (3, 28, 28)).astype(np.uint8)
+    packed = [8 * len(zlib.compress(np.packbits(image.ravel()).tobytes(), 9)) for image in binary]
+    np.testing.assert_array_equal(vt.compressed_bits(binary * 255), packed)
+    np.testing.assert_array_equal(vt.compressed_bits(binary.astype(float)), packed)
+    assert np.all(vt.compressed_bits(binary * 255) >= 784)
 
     # S(x) = -log2 p(x) / D - L(x) / D: a longer code lowers the score (less likely OOD).
     keras.utils.set_random_seed(4)
