@@ -384,6 +384,48 @@ def test_ood_table_has_one_row_per_score_each_within_its_interval(trained):
     assert rows[0]["auroc"] == 1.0 and rows[0]["out_mean"] > rows[0]["in_mean"]
 
 
+def mean_pixel(images):
+    return images.reshape(len(images), -1).mean(axis=1)
+
+
+def test_ood_table_wires_each_score_and_the_typicality_batches(untrained, monkeypatch):
+    # A stand-in NLL anyone can compute (the mean pixel), so each row can be redone by hand.
+    model, _ = untrained
+    from vae_tutorial import ood
+
+    monkeypatch.setattr(
+        ood, "negative_log_likelihood_scores", lambda model, images, *a, **kw: mean_pixel(images)
+    )
+    rng = np.random.default_rng(0)
+    train, inside = (rng.integers(0, 120, (n, 28, 28)).astype(np.uint8) for n in (25, 40))
+    outside = rng.integers(60, 256, (36, 28, 28)).astype(np.uint8)
+    rows = vt.ood_table(model, inside, outside, k=2, samples=2, train_images=train)
+    by_name = {row["score"]: row for row in rows}
+    assert list(by_name) == [
+        "negative_log_likelihood",
+        "complexity_corrected",
+        "reconstruction_probability",
+        "typicality",
+    ]
+
+    def corrected(x):
+        return mean_pixel(x) - np.array([8 * len(zlib.compress(i.tobytes(), 9)) for i in x]) / 784
+
+    def typicality(x):  # batches of 10 consecutive images; the last 6 outside ones left out
+        return np.abs(mean_pixel(x)[: len(x) // 10 * 10].reshape(-1, 10).mean(1) - train.mean())
+
+    for name, score in [
+        ("negative_log_likelihood", mean_pixel),
+        ("complexity_corrected", corrected),
+        ("typicality", typicality),
+    ]:
+        expected = pairwise_auroc(score(inside), score(outside))
+        assert by_name[name]["auroc"] == pytest.approx(expected, abs=1e-12), name
+        assert by_name[name]["out_mean"] == pytest.approx(score(outside).mean()), name
+    with pytest.raises(ValueError, match="2 batches"):
+        vt.ood_table(model, inside[:15], outside, train_images=train)
+
+
 # --------------------------------------------------------------------------------------------
 # The command line
 
@@ -419,6 +461,7 @@ def test_evaluate_adds_the_auroc_of_each_score(tiny_run, offline, capsys):
         "negative_log_likelihood",
         "complexity_corrected",
         "reconstruction_probability",
+        "typicality",
     }
     for name, score in ood["scores"].items():
         assert 0.0 <= score["low"] <= score["auroc"] <= score["high"] <= 1.0, name

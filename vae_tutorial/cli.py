@@ -41,6 +41,7 @@ from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # 
 DATASETS = ("mnist", "fashion_mnist")
 OOD_DATA = (*DATASETS, "noise")
 OOD_LEVEL = 0.95  # of the AUROC's interval
+OOD_BATCH = 10  # images per batch of the typicality test
 # The CLI's training settings: TrainingConfig's, but 30 epochs. With a 2-d latent (so the
 # manifold and the scatter plot exist) a run takes two to three minutes on a 2-core laptop
 # CPU on the 60,000 Fashion-MNIST images.
@@ -604,7 +605,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = _read_json(out / "metrics.json") or _metrics(data, config, history, None)
     metrics["iwae"] = result
     if outside is not None:
-        ood = _ood_scores(model, config, test, outside, args)
+        ood = _ood_scores(model, config, (data.train_images[: len(test)], test, outside), args)
         metrics["ood"] = {**metrics.get("ood", {}), args.ood_data: ood}
     _write_json(out / "metrics.json", metrics)
     in_bits = "" if bits is None else f" (<= {bits:.3f} bits per pixel)"
@@ -643,33 +644,38 @@ def _ood_images(name: str, config: RunConfig, data_settings: dict, n: int) -> np
     return vt.load_dataset(name, data_settings["data_dir"]).test_images[:n]
 
 
-def _ood_scores(model, config: RunConfig, test, outside, args) -> dict:
+def _ood_scores(model, config: RunConfig, images: tuple, args) -> dict:
     """Each out-of-distribution score's AUROC, printed as a table (notebook
-    15_out_of_distribution); the images binarized as the run's held-out batches are."""
+    15_out_of_distribution). ``images``: as many training, test and foreign images, each
+    binarized as the run's held-out batches are."""
     training = config.training
-    inside, foreign = (
+    train, inside, foreign = (
         vt.binarize_images(x, training.binarize, seed=training.seed, epoch=HELD_OUT_EPOCH)
-        for x in (test, outside)
+        for x in images
     )
     rows = vt.ood_table(
         model,
         inside,
         foreign,
+        train_images=train,
+        typicality_batch=OOD_BATCH,
         k=args.k,
         seed=training.seed,
         batch_size=args.batch_size,
         level=OOD_LEVEL,
     )
     print(
-        f"Out of distribution: {len(test):,} test images against {len(outside):,} of "
-        f"{args.ood_data}; a higher score means more likely out of distribution.\n"
+        f"Out of distribution: {len(inside):,} test images against {len(foreign):,} of "
+        f"{args.ood_data} (typicality: batches of {OOD_BATCH}); a higher score means more "
+        "likely out of distribution.\n"
         f"{'score':<28} {'AUROC':>6}  {OOD_LEVEL:.0%} interval"
     )
     for row in rows:
         print(f"{row['score']:<28} {row['auroc']:6.3f}  [{row['low']:.3f}, {row['high']:.3f}]")
     return {
-        "images_in": len(test),
-        "images_out": len(outside),
+        "images_in": len(inside),
+        "images_out": len(foreign),
+        "typicality_batch": OOD_BATCH,
         "k": args.k,
         "level": OOD_LEVEL,
         "scores": {

@@ -346,6 +346,13 @@ class TypicalityResult:
     entropy: float  # H_hat, the training images' mean NLL
 
 
+def _batch_statistics(train: np.ndarray, scores: np.ndarray, size: int) -> np.ndarray:
+    """|mean of each run of ``size`` consecutive scores - mean of ``train``| (a last, shorter
+    run is left out)."""
+    whole = len(scores) - len(scores) % size
+    return np.abs(scores[:whole].reshape(-1, size).mean(axis=1) - np.mean(train))
+
+
 def typicality_from_scores(
     train_scores: Array | Sequence[float],
     batch_scores: Sequence[Array | Sequence[float]],
@@ -374,11 +381,12 @@ def typicality_from_scores(
     if alpha >= 1.0:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}; e.g. 0.01.")
     n_bootstrap = check_int(n_bootstrap, "n_bootstrap", 1, fix="e.g. n_bootstrap=1000.")
+    size = sizes.pop()
     entropy = float(np.mean(train))
     rng = np.random.default_rng(check_int(seed, "seed", 0))
-    draws = rng.integers(0, len(train), size=(n_bootstrap, sizes.pop()))
-    threshold = float(np.quantile(np.abs(train[draws].mean(axis=1) - entropy), 1.0 - alpha))
-    statistic = np.abs(np.array([b.mean() for b in batches]) - entropy)
+    bootstrap = train[rng.integers(0, len(train), size=n_bootstrap * size)]
+    threshold = float(np.quantile(_batch_statistics(train, bootstrap, size), 1.0 - alpha))
+    statistic = _batch_statistics(train, np.concatenate(batches), size)
     return TypicalityResult(statistic, threshold, statistic > threshold, entropy)
 
 
@@ -419,16 +427,20 @@ def ood_table(
     k: int = 100,
     samples: int = 10,
     background_model: keras.Model | None = None,
+    train_images: Array | None = None,
+    typicality_batch: int = 10,
     level: float = 0.95,
     seed: int | None = None,
     batch_size: int = 100,
 ) -> list[dict]:
-    """Each per-image score's AUROC with its interval, one dict per score: ``{"score",
-    "auroc", "low", "high", "in_mean", "out_mean"}``.
+    """Each score's AUROC with its interval, one dict per score: ``{"score", "auroc", "low",
+    "high", "in_mean", "out_mean"}``.
 
-    The scores: "negative_log_likelihood" (bits per pixel), "complexity_corrected",
+    The per-image scores: "negative_log_likelihood" (bits per pixel), "complexity_corrected",
     "reconstruction_probability" and, given a ``background_model``, "likelihood_ratio".
-    Taught in notebook 15_out_of_distribution.
+    Given ``train_images``, also "typicality": the typicality statistic of each run of
+    ``typicality_batch`` consecutive images (on their bits per pixel), so its AUROC compares
+    batches, not images. Taught in notebook 15_out_of_distribution.
     """
 
     def scores(images: Array) -> dict[str, np.ndarray]:
@@ -448,7 +460,19 @@ def ood_table(
             )
         return found
 
+    size = check_int(typicality_batch, "typicality_batch", 1, fix="e.g. 10 images.")
+    if train_images is not None and min(len(in_images), len(out_images)) < 2 * size:
+        raise ValueError(
+            f"the typicality row needs at least 2 batches of typicality_batch={size} images on "
+            "each side; pass more images or a smaller typicality_batch."
+        )
     inside, outside = scores(in_images), scores(out_images)
+    if train_images is not None:
+        train = negative_log_likelihood_scores(
+            model, train_images, k, unit="bits_per_dim", seed=seed, batch_size=batch_size
+        )
+        for found in (inside, outside):
+            found["typicality"] = _batch_statistics(train, found["negative_log_likelihood"], size)
     rows = []
     for name in inside:
         area, low, high = auroc_interval(inside[name], outside[name], level)
