@@ -1,12 +1,13 @@
 """Tiny data and a tiny model shared by the fit tests (test_fit.py, test_collapse.py) and by
-the fresh process of test_fit's SIGKILL test. A plain module, not a test module, so no test
+the fresh process of test_fit's SIGKILL test; the in-process CLI error check of test_cli.py and
+test_ood.py. A plain module, not a test module, so no test
 module imports another: tests/ has no __init__.py, and pytest's default import mode puts it on
 sys.path (as for conftest.py), so ``from helpers import ...`` finds it."""
 
 import keras
 import numpy as np
 
-from vae_tutorial import VAE
+from vae_tutorial import VAE, cli
 
 
 def images(n, seed=0):
@@ -25,3 +26,16 @@ KILL_TRAIN = images(4096, seed=2)  # 512 steps of 8 per epoch: about a second
 def small_vae(seed=0):
     keras.utils.set_random_seed(seed)
     return VAE(latent_dim=2, intermediate_dim=32)
+
+
+def one_cli_error_line(args, capsys):
+    """Run ``cli.main(args)`` in this process; require a failure told in one ``error:`` line
+    on stderr, and return that line."""
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code not in (0, None)
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]

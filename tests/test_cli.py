@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import one_cli_error_line
 
 import vae_tutorial as vt
 from vae_tutorial import cli
@@ -211,19 +212,8 @@ def test_changed_model_shape_asks_for_a_new_out(trained_run, capsys, monkeypatch
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     args = [*TRAIN, "--out", out]
     args[args.index("--intermediate-dim") + 1] = "64"
-    line = _main_in_process(args, capsys)
+    line = one_cli_error_line(args, capsys)
     assert "--out" in line and "intermediate_dim" in line
-
-
-def _main_in_process(args, capsys):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code not in (0, None)
-    assert len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 def test_missing_data_dir_is_one_error_line(tmp_path, capsys, monkeypatch):
@@ -231,7 +221,7 @@ def test_missing_data_dir_is_one_error_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
     train = ["train", "--dataset", "fashion_mnist", "--out", tmp_path / "run", *TINY]
-    line = _main_in_process([*train, "--data-dir", tmp_path / "nowhere"], capsys)
+    line = one_cli_error_line([*train, "--data-dir", tmp_path / "nowhere"], capsys)
     assert "nowhere" in line
 
 
@@ -252,7 +242,7 @@ def test_missing_data_dir_is_one_error_line(tmp_path, capsys, monkeypatch):
 )
 def test_bad_flags_one_error_line(args, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    _main_in_process(args, capsys)
+    one_cli_error_line(args, capsys)
 
 
 def _fake_fit(error):

@@ -4,7 +4,8 @@
 ``metrics.json``, checkpoints (``checkpoints/``) and PNG figures. Running the same command
 again resumes from the last checkpoint; a larger ``--epochs`` continues training.
 ``evaluate`` restores a run and adds the importance-weighted estimate of the test
-log-likelihood to its ``metrics.json``.
+log-likelihood to its ``metrics.json``; with ``--ood-data`` also the AUROC of each
+out-of-distribution score (notebook 15_out_of_distribution).
 
 Taught in notebook 05_training_on_mnist.
 """
@@ -28,7 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import vae_tutorial as vt  # noqa: E402
-from vae_tutorial.batching import BINARIZE_MODES, held_out_batches  # noqa: E402
+from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH, held_out_batches  # noqa: E402
 from vae_tutorial.checkpoints import read_history  # noqa: E402
 from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
@@ -38,6 +39,9 @@ from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
 DATASETS = ("mnist", "fashion_mnist")
+OOD_DATA = (*DATASETS, "noise")
+OOD_LEVEL = 0.95  # of the AUROC's interval
+OOD_BATCH = 10  # images per batch of the typicality test
 # The CLI's training settings: TrainingConfig's, but 30 epochs. With a 2-d latent (so the
 # manifold and the scatter plot exist) a run takes two to three minutes on a 2-core laptop
 # CPU on the 60,000 Fashion-MNIST images.
@@ -224,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--data-dir", default=None, help="override the data folder recorded in config.json"
+    )
+    evaluate.add_argument(
+        "--ood-data",
+        choices=OOD_DATA,
+        default=None,
+        help="also score this dataset's test images (or uniform noise) as out of distribution "
+        'and add each score\'s AUROC to metrics.json under "ood"',
     )
     return parser
 
@@ -551,6 +562,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     data = _load_data(data_settings)
     test = data.test_images if args.max_images is None else data.test_images[: args.max_images]
     test_labels = config.labels(data.test_labels[: len(test)])
+    outside = (
+        None
+        if args.ood_data is None
+        else _ood_images(args.ood_data, config, data_settings, len(test))
+    )
     model = config.build_model()
     history = vt.restore_run(model, out / "checkpoints")
     training = config.training
@@ -588,6 +604,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     }
     metrics = _read_json(out / "metrics.json") or _metrics(data, config, history, None)
     metrics["iwae"] = result
+    if outside is not None:
+        ood = _ood_scores(model, config, (data.train_images[: len(test)], test, outside), args)
+        metrics["ood"] = {**metrics.get("ood", {}), args.ood_data: ood}
     _write_json(out / "metrics.json", metrics)
     in_bits = "" if bits is None else f" (<= {bits:.3f} bits per pixel)"
     print(
@@ -605,6 +624,64 @@ def _bits_per_pixel(model, binarize, log_likelihood):
         return None
     pixels = int(np.prod(model.event_shape))
     return vt.bits_per_dim(log_likelihood, dims=pixels, dequantized=binarize == "dequantize")
+
+
+def _ood_images(name: str, config: RunConfig, data_settings: dict, n: int) -> np.ndarray:
+    """``n`` images of ``--ood-data``: another dataset's test split, or uniform noise."""
+    if config.model.kind == "conditional":
+        raise CLIError(
+            "--ood-data scores log p(x), but a conditional run models log p(x | y) and "
+            "out-of-distribution images have no label; evaluate it without --ood-data.",
+            exit_code=2,
+        )
+    if name == "noise":
+        return np.random.default_rng(config.training.seed).integers(0, 256, (n, 28, 28), np.uint8)
+    if name == config.data["dataset"]:
+        others = ", ".join(d for d in OOD_DATA if d != name)
+        raise CLIError(
+            f"--ood-data {name} is the run's own dataset; use one of {others}.", exit_code=2
+        )
+    return vt.load_dataset(name, data_settings["data_dir"]).test_images[:n]
+
+
+def _ood_scores(model, config: RunConfig, images: tuple, args) -> dict:
+    """Each out-of-distribution score's AUROC, printed as a table (notebook
+    15_out_of_distribution). ``images``: as many training, test and foreign images, each
+    binarized as the run's held-out batches are."""
+    training = config.training
+    train, inside, foreign = (
+        vt.binarize_images(x, training.binarize, seed=training.seed, epoch=HELD_OUT_EPOCH)
+        for x in images
+    )
+    rows = vt.ood_table(
+        model,
+        inside,
+        foreign,
+        train_images=train,
+        typicality_batch=OOD_BATCH,
+        k=args.k,
+        seed=training.seed,
+        batch_size=args.batch_size,
+        level=OOD_LEVEL,
+    )
+    print(
+        f"Out of distribution: {len(inside):,} test images against {len(foreign):,} of "
+        f"{args.ood_data} (typicality: batches of {OOD_BATCH}); a higher score means more "
+        "likely out of distribution.\n"
+        f"{'score':<28} {'AUROC':>6}  {OOD_LEVEL:.0%} interval"
+    )
+    for row in rows:
+        print(f"{row['score']:<28} {row['auroc']:6.3f}  [{row['low']:.3f}, {row['high']:.3f}]")
+    return {
+        "images_in": len(inside),
+        "images_out": len(foreign),
+        "typicality_batch": OOD_BATCH,
+        "k": args.k,
+        "level": OOD_LEVEL,
+        "scores": {
+            row["score"]: {key: row[key] for key in ("auroc", "low", "high")} for row in rows
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
