@@ -14,7 +14,7 @@ from helpers import one_cli_error_line
 from scipy import stats
 
 import vae_tutorial as vt
-from vae_tutorial import cli
+from vae_tutorial import cli, ood
 
 PHI = NormalDist()
 
@@ -42,15 +42,15 @@ def test_auroc_is_the_pairwise_count_ties_half(n_in, n_out, levels):
     rng = np.random.default_rng(n_in * 100 + n_out)
     inside = rng.integers(0, levels, n_in).astype(float)  # few levels: many ties
     outside = rng.integers(0, levels, n_out) + 0.5 * rng.integers(0, 2, n_out)
-    assert vt.auroc(inside, outside) == pytest.approx(pairwise_auroc(inside, outside), abs=1e-12)
+    assert ood.auroc(inside, outside) == pytest.approx(pairwise_auroc(inside, outside), abs=1e-12)
 
 
 def test_auroc_degenerate_cases():
-    assert vt.auroc([0.0, 1.0], [2.0, 3.0]) == 1.0  # out always higher: perfect
-    assert vt.auroc([2.0, 3.0], [0.0, 1.0]) == 0.0  # the wrong way round
-    assert vt.auroc([1.0, 1.0, 1.0], [1.0, 1.0]) == 0.5  # all tied
-    assert vt.auroc([5], [5]) == 0.5
-    area, low, high = vt.auroc_interval([0.0, 1.0], [2.0, 3.0])
+    assert ood.auroc([0.0, 1.0], [2.0, 3.0]) == 1.0  # out always higher: perfect
+    assert ood.auroc([2.0, 3.0], [0.0, 1.0]) == 0.0  # the wrong way round
+    assert ood.auroc([1.0, 1.0, 1.0], [1.0, 1.0]) == 0.5  # all tied
+    assert ood.auroc([5], [5]) == 0.5
+    area, low, high = ood.auroc_interval([0.0, 1.0], [2.0, 3.0])
     assert (area, low, high) == (1.0, 1.0, 1.0)  # DeLong's variance is 0 at separation
 
 
@@ -67,21 +67,21 @@ def test_auroc_degenerate_cases():
 )
 def test_auroc_rejects_bad_scores(inside, outside, error, words):
     with pytest.raises(error, match=words):
-        vt.auroc(inside, outside)
+        ood.auroc(inside, outside)
 
 
 def test_auroc_interval_rejects_too_few_scores_and_bad_levels():
     with pytest.raises(ValueError, match="at least 2"):
-        vt.auroc_interval([1.0], [2.0, 3.0])
+        ood.auroc_interval([1.0], [2.0, 3.0])
     for level in (0.0, 1.0, 1.5):
         with pytest.raises(ValueError, match="level"):
-            vt.auroc_interval([1.0, 2.0], [2.0, 3.0], level=level)
+            ood.auroc_interval([1.0, 2.0], [2.0, 3.0], level=level)
 
 
 def test_delong_standard_error_agrees_with_a_bootstrap():
     rng = np.random.default_rng(0)
     inside, outside = rng.normal(0, 1, 150), rng.normal(1, 1.5, 120)
-    area, low, high = vt.auroc_interval(inside, outside, level=0.9)
+    area, low, high = ood.auroc_interval(inside, outside, level=0.9)
     delong_se = (high - low) / (2 * PHI.inv_cdf(0.95))
     assert 0 < low < area < high < 1  # not clipped, so the width gives the SE
     # The bootstrap (each sample resampled on its own), from the matrix of pairwise wins.
@@ -102,7 +102,7 @@ def test_delong_interval_covers_the_true_auroc_at_the_nominal_rate():
     truth = PHI.cdf(d / math.sqrt(2))
     covered = 0
     for _ in range(runs):
-        _, low, high = vt.auroc_interval(rng.normal(0, 1, n), rng.normal(d, 1, n), level)
+        _, low, high = ood.auroc_interval(rng.normal(0, 1, n), rng.normal(d, 1, n), level)
         covered += low <= truth <= high
     lowest, highest = binomial_bounds(runs, level)
     assert lowest <= covered <= highest, (covered, lowest, highest)
@@ -117,7 +117,7 @@ def test_typicality_statistic_and_threshold_by_hand():
     train = rng.normal(100, 3, 20000)
     m, alpha = 10, 0.05
     batches = [rng.normal(100, 3, m), rng.normal(104, 3, m), rng.normal(96, 3, m)]
-    result = vt.typicality_from_scores(train, batches, alpha=alpha, n_bootstrap=20000)
+    result = ood.typicality_from_scores(train, batches, alpha=alpha, n_bootstrap=20000)
     entropy = train.mean()
     assert result.entropy == pytest.approx(entropy, rel=1e-12)
     expected = [abs(b.mean() - entropy) for b in batches]
@@ -147,7 +147,7 @@ def test_typicality_rejects_at_the_rate_its_threshold_implies(shift):
     train = rng.normal(0, 1, 20000)
     m, alpha, runs = 10, 0.05, 1000
     batches = list(rng.normal(shift, 1, (runs, m)))
-    result = vt.typicality_from_scores(train, batches, alpha=alpha, n_bootstrap=20000)
+    result = ood.typicality_from_scores(train, batches, alpha=alpha, n_bootstrap=20000)
     spread = 1 / math.sqrt(m)  # the batch mean of N(shift, 1) scores
     p = rejection_probability(shift - result.entropy, spread, result.threshold)
     if shift == 0:
@@ -161,15 +161,15 @@ def test_typicality_rejects_at_the_rate_its_threshold_implies(shift):
 def test_typicality_flags_a_batch_more_likely_than_typical():
     rng = np.random.default_rng(4)
     train = rng.normal(0, 1, 5000)
-    result = vt.typicality_from_scores(train, [rng.normal(-3, 1, 20)], alpha=0.01)
+    result = ood.typicality_from_scores(train, [rng.normal(-3, 1, 20)], alpha=0.01)
     assert result.is_out.tolist() == [True]  # 3 above 0.58 = 2.58 / sqrt(20): sure
 
 
 def test_typicality_needs_batches_of_one_size():
     with pytest.raises(ValueError, match="same size"):
-        vt.typicality_from_scores([1.0, 2.0, 3.0], [[1.0, 2.0], [1.0]])
+        ood.typicality_from_scores([1.0, 2.0, 3.0], [[1.0, 2.0], [1.0]])
     with pytest.raises(ValueError, match="alpha"):
-        vt.typicality_from_scores([1.0, 2.0, 3.0], [[1.0, 2.0]], alpha=1.0)
+        ood.typicality_from_scores([1.0, 2.0, 3.0], [[1.0, 2.0]], alpha=1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -210,12 +210,12 @@ def test_naive_score_is_minus_the_iwae_bound_for_the_same_seed(trained):
     model, images = trained
     x = binarized(images)
     keras.utils.set_random_seed(5)
-    nll = vt.negative_log_likelihood_scores(model, x, 20, seed=3, batch_size=len(x))
+    nll = ood.negative_log_likelihood_scores(model, x, 20, seed=3, batch_size=len(x))
     keras.utils.set_random_seed(5)
     bound = vt.iwae_bound(model, x.reshape(-1, 784), 20, seed=3).numpy()
     np.testing.assert_allclose(nll, -bound, rtol=1e-6)
     keras.utils.set_random_seed(5)
-    bits = vt.negative_log_likelihood_scores(
+    bits = ood.negative_log_likelihood_scores(
         model, x, 20, unit="bits_per_dim", seed=3, batch_size=len(x)
     )
     np.testing.assert_allclose(bits, -bound / (784 * math.log(2)), rtol=1e-6)
@@ -224,8 +224,8 @@ def test_naive_score_is_minus_the_iwae_bound_for_the_same_seed(trained):
 def test_uint8_images_are_scored_as_levels_over_255(untrained):
     model, images = untrained
     keras.utils.set_random_seed(6)
-    from_uint8 = vt.reconstruction_probability_scores(model, images, 3, seed=1)
-    from_float = vt.reconstruction_probability_scores(model, images / 255.0, 3, seed=1)
+    from_uint8 = ood.reconstruction_probability_scores(model, images, 3, seed=1)
+    from_float = ood.reconstruction_probability_scores(model, images / 255.0, 3, seed=1)
     np.testing.assert_allclose(from_uint8, from_float, rtol=1e-6)
 
 
@@ -238,7 +238,7 @@ def test_reconstruction_probability_with_the_same_noise(untrained):
     model, images = untrained
     x = binarized(images).reshape(-1, 784)
     samples = 6
-    scores = vt.reconstruction_probability_scores(model, x, samples, seed=7)
+    scores = ood.reconstruction_probability_scores(model, x, samples, seed=7)
     # The documented draw: eps of shape (samples, batch, latent_dim) from SeedGenerator(seed).
     eps = keras.random.normal((samples, len(x), 2), seed=keras.random.SeedGenerator(7)).numpy()
     mu, log_var = (t.numpy().astype(np.float64) for t in model.encode(x))
@@ -252,7 +252,7 @@ def test_reconstruction_probability_with_the_same_noise(untrained):
 def test_reconstruction_probability_is_the_posterior_average_within_mc_error(untrained):
     model, images = untrained
     x = binarized(images[:4]).reshape(-1, 784)
-    scores = vt.reconstruction_probability_scores(model, x, 2000, seed=8)
+    scores = ood.reconstruction_probability_scores(model, x, 2000, seed=8)
     # numpy's own draws from q(z | x): the mean and its standard error per image
     rng = np.random.default_rng(8)
     mu, log_var = (t.numpy().astype(np.float64) for t in model.encode(x))
@@ -271,24 +271,24 @@ def test_likelihood_ratio_is_the_difference_of_the_two_nlls(untrained):
     background = vt.VAE(latent_dim=2, intermediate_dim=32)
     x = binarized(images)
     keras.utils.set_random_seed(9)
-    ratio = vt.likelihood_ratio_scores(model, background, x, 10, seed=2)
+    ratio = ood.likelihood_ratio_scores(model, background, x, 10, seed=2)
     keras.utils.set_random_seed(9)
-    nll_model = vt.negative_log_likelihood_scores(model, x, 10, seed=2)
-    nll_background = vt.negative_log_likelihood_scores(background, x, 10, seed=2)
+    nll_model = ood.negative_log_likelihood_scores(model, x, 10, seed=2)
+    nll_background = ood.negative_log_likelihood_scores(background, x, 10, seed=2)
     np.testing.assert_allclose(ratio, nll_model - nll_background, rtol=1e-6, atol=1e-4)
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.2, 1.0])
 def test_perturb_images_replaces_about_rate_of_the_pixels_with_levels(rate):
     images = np.random.default_rng(0).integers(0, 256, (200, 28, 28)).astype(np.uint8)
-    perturbed = vt.perturb_images(images, rate, seed=3)
+    perturbed = ood.perturb_images(images, rate, seed=3)
     assert perturbed.dtype == np.uint8 and perturbed.shape == images.shape
     changed = int(np.sum(perturbed != images))
     # a replaced pixel draws its old level again with probability 1/256: unchanged
     lowest, highest = binomial_bounds(images.size, rate * 255 / 256)
     assert lowest <= changed <= highest, (changed, lowest, highest)
 
-    as_floats = vt.perturb_images(images / 255.0, rate, seed=3)
+    as_floats = ood.perturb_images(images / 255.0, rate, seed=3)
     assert as_floats.min() >= 0.0 and as_floats.max() <= 1.0
     levels = as_floats * 255
     np.testing.assert_allclose(levels, np.round(levels), atol=1e-4)  # only the 256 levels
@@ -297,35 +297,35 @@ def test_perturb_images_replaces_about_rate_of_the_pixels_with_levels(rate):
 def test_perturb_images_rejects_a_bad_rate_and_bad_pixels():
     images = np.zeros((2, 28, 28), np.uint8)
     with pytest.raises(ValueError, match="rate"):
-        vt.perturb_images(images, 1.5)
+        ood.perturb_images(images, 1.5)
     with pytest.raises(ValueError, match="rate"):
-        vt.perturb_images(images, -0.1)
+        ood.perturb_images(images, -0.1)
     with pytest.raises(ValueError, match=r"0\.\.255"):
-        vt.perturb_images(np.full((2, 28, 28), 300), 0.1)
+        ood.perturb_images(np.full((2, 28, 28), 300), 0.1)
 
 
 def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(untrained):
     model, images = untrained
     x = images[:5]
     direct = [8 * len(zlib.compress(image.tobytes(), 9)) for image in x]
-    np.testing.assert_array_equal(vt.compressed_bits(x), direct)
+    np.testing.assert_array_equal(ood.compressed_bits(x), direct)
     # Uniform noise cannot be compressed: at least 8 bits a pixel; a blank image to almost 0.
     noise = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
-    assert np.all(vt.compressed_bits(noise) >= 8 * 784)
-    assert np.all(vt.compressed_bits(np.zeros((1, 28, 28), np.uint8)) < 0.2 * 784)
+    assert np.all(ood.compressed_bits(noise) >= 8 * 784)
+    assert np.all(ood.compressed_bits(np.zeros((1, 28, 28), np.uint8)) < 0.2 * 784)
     # A black-and-white image is coded at 1 bit a pixel (PNG's bit depth 1): its 784 bits
     # packed into 98 bytes, which random ones fill beyond compression.
     binary = np.random.default_rng(1).integers(0, 2, (3, 28, 28)).astype(np.uint8)
     packed = [8 * len(zlib.compress(np.packbits(image.ravel()).tobytes(), 9)) for image in binary]
-    np.testing.assert_array_equal(vt.compressed_bits(binary * 255), packed)
-    np.testing.assert_array_equal(vt.compressed_bits(binary.astype(float)), packed)
-    assert np.all(vt.compressed_bits(binary * 255) >= 784)
+    np.testing.assert_array_equal(ood.compressed_bits(binary * 255), packed)
+    np.testing.assert_array_equal(ood.compressed_bits(binary.astype(float)), packed)
+    assert np.all(ood.compressed_bits(binary * 255) >= 784)
 
     # S(x) = -log2 p(x) / D - L(x) / D: a longer code lowers the score (less likely OOD).
     keras.utils.set_random_seed(4)
-    corrected = vt.complexity_corrected_scores(model, x, 10, seed=1)
+    corrected = ood.complexity_corrected_scores(model, x, 10, seed=1)
     keras.utils.set_random_seed(4)
-    nll = vt.negative_log_likelihood_scores(model, x, 10, seed=1)
+    nll = ood.negative_log_likelihood_scores(model, x, 10, seed=1)
     np.testing.assert_allclose(
         corrected, nll / (784 * math.log(2)) - np.array(direct) / 784, rtol=1e-6
     )
@@ -346,23 +346,23 @@ def test_compressed_bits_is_zlibs_length_and_the_correction_subtracts_it(untrain
 def test_bad_images_get_a_clear_error(untrained, images, error, words):
     model, _ = untrained
     with pytest.raises(error, match=words):
-        vt.negative_log_likelihood_scores(model, images, 2)
+        ood.negative_log_likelihood_scores(model, images, 2)
 
 
 def test_a_conditional_model_is_refused():
     model = vt.ConditionalVAE(latent_dim=2, intermediate_dim=8)
     with pytest.raises(ValueError, match="p\\(x \\| y\\)"):
-        vt.reconstruction_probability_scores(model, np.zeros((2, 28, 28), np.uint8))
+        ood.reconstruction_probability_scores(model, np.zeros((2, 28, 28), np.uint8))
 
 
 def test_typicality_test_runs_the_scores_on_the_model(untrained):
     model, images = untrained
     train, batches = images[:20], [images[20:30], images[30:40]]
     keras.utils.set_random_seed(3)
-    result = vt.typicality_test(model, train, batches, alpha=0.1, k=5, seed=2)
+    result = ood.typicality_test(model, train, batches, alpha=0.1, k=5, seed=2)
     keras.utils.set_random_seed(3)
-    train_nll = vt.negative_log_likelihood_scores(model, train, 5, seed=2)
-    batch_nll = [vt.negative_log_likelihood_scores(model, b, 5, seed=2) for b in batches]
+    train_nll = ood.negative_log_likelihood_scores(model, train, 5, seed=2)
+    batch_nll = [ood.negative_log_likelihood_scores(model, b, 5, seed=2) for b in batches]
     expected = [abs(b.mean() - train_nll.mean()) for b in batch_nll]
     np.testing.assert_allclose(result.statistic, expected, rtol=1e-6)
 
@@ -371,7 +371,7 @@ def test_typicality_test_runs_the_scores_on_the_model(untrained):
 def test_ood_table_has_one_row_per_score_each_within_its_interval(trained):
     model, images = trained
     noise = np.random.default_rng(0).integers(0, 256, (30, 28, 28)).astype(np.uint8)
-    rows = vt.ood_table(model, binarized(images), binarized(noise), k=5, background_model=model)
+    rows = ood.ood_table(model, binarized(images), binarized(noise), k=5, background_model=model)
     assert [row["score"] for row in rows] == [
         "negative_log_likelihood",
         "complexity_corrected",
@@ -399,7 +399,7 @@ def test_ood_table_wires_each_score_and_the_typicality_batches(untrained, monkey
     rng = np.random.default_rng(0)
     train, inside = (rng.integers(0, 120, (n, 28, 28)).astype(np.uint8) for n in (25, 40))
     outside = rng.integers(60, 256, (36, 28, 28)).astype(np.uint8)
-    rows = vt.ood_table(model, inside, outside, k=2, samples=2, train_images=train)
+    rows = ood.ood_table(model, inside, outside, k=2, samples=2, train_images=train)
     by_name = {row["score"]: row for row in rows}
     assert list(by_name) == [
         "negative_log_likelihood",
@@ -423,7 +423,7 @@ def test_ood_table_wires_each_score_and_the_typicality_batches(untrained, monkey
         assert by_name[name]["auroc"] == pytest.approx(expected, abs=1e-12), name
         assert by_name[name]["out_mean"] == pytest.approx(score(outside).mean()), name
     with pytest.raises(ValueError, match="2 batches"):
-        vt.ood_table(model, inside[:15], outside, train_images=train)
+        ood.ood_table(model, inside[:15], outside, train_images=train)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.model_config import ModelConfig  # noqa: E402
+from vae_tutorial.ood import ood_table  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
@@ -653,7 +654,7 @@ def _ood_scores(model, config: RunConfig, images: tuple, args) -> dict:
         vt.binarize_images(x, training.binarize, seed=training.seed, epoch=HELD_OUT_EPOCH)
         for x in images
     )
-    rows = vt.ood_table(
+    rows = ood_table(
         model,
         inside,
         foreign,
