@@ -166,23 +166,26 @@ def gradient_snr(
     k = check_int(k, "k", 1, fix=_K_FIX)
     check_choice(estimator, "estimator", ESTIMATORS)
     x = tf.convert_to_tensor(split_batch(x)[0], tf.float32)
-    state = getattr(model, "seed_generator", None)
-    saved = None if state is None else state.state.numpy()
+    parts = model.encoder, model.decoder
+    sizes = [sum(int(np.prod(v.shape)) for v in part.trainable_variables) for part in parts]
+    means, squares = [np.zeros(n) for n in sizes], [np.zeros(n) for n in sizes]  # Welford
+    generator = getattr(model, "seed_generator", None)
+    saved = None if generator is None else generator.state.numpy()
     step = compiled_for(model, _gradients)
-    count, means, squares = 0, [0.0, 0.0], [0.0, 0.0]  # Welford's running mean and M2
-    with graph_errors_as_value_errors():
-        for _ in range(repeats):
-            count += 1
-            for i, part in enumerate(step(x, k, estimator)):
-                g = np.concatenate([np.ravel(t.numpy()) for t in part]).astype(np.float64)
-                delta = g - means[i]
-                means[i] = means[i] + delta / count
-                squares[i] = squares[i] + delta * (g - means[i])
-    if saved is not None:
-        state.state.assign(saved)
+    try:
+        with graph_errors_as_value_errors():
+            for count in range(1, repeats + 1):
+                for i, part in enumerate(step(x, k, estimator)):
+                    g = np.concatenate([np.ravel(t.numpy()) for t in part]).astype(np.float64)
+                    delta = g - means[i]
+                    means[i] += delta / count
+                    squares[i] += delta * (g - means[i])
+    finally:
+        if generator is not None:
+            generator.state.assign(saved)
     result: dict = {"k": k, "estimator": estimator, "repeats": repeats}
     for name, mean, m2 in zip(("encoder", "decoder"), means, squares, strict=True):
-        std = np.sqrt(m2 / (count - 1))
+        std = np.sqrt(m2 / (repeats - 1))
         with np.errstate(divide="ignore", invalid="ignore"):
             snr = np.where(std > 0, np.abs(mean) / std, np.nan)
         result[name] = float(np.nanmedian(snr)) if np.isfinite(snr).any() else math.nan
