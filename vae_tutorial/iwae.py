@@ -121,7 +121,7 @@ def iwae_step_terms(
     """One gradient step on -L_k; returns the batch means ``(loss, reconstruction, kl)``.
 
     ``loss`` is -L_k; ``reconstruction`` and ``kl`` are the ELBO's terms averaged over the k
-    draws (:func:`iwae_terms`), so with k = 1 they are what ``step.train_step_terms`` reports
+    draws (``iwae.iwae_terms``), so with k = 1 they are what ``step.train_step_terms`` reports
     for the same noise. The step of ``fit(..., TrainingConfig(objective="iwae", k=...))``,
     called as ``train_step_terms`` is: ``beta`` and ``free_bits`` belong to the ELBO, and
     must be 1 and 0 here. Taught in notebook 12_importance_weighted_training.
@@ -151,7 +151,7 @@ def _gradients(model, x, k, estimator):
 def gradient_snr(
     model: keras.Model, x: Batch, k: int, *, estimator: str = "plain", repeats: int = 100
 ) -> dict:
-    """The signal-to-noise ratio of the IWAE gradient, per weight: |E g| / std g.
+    """The signal-to-noise ratio of the IWAE gradient, per weight: abs(E[g]) / std(g).
 
     ``repeats`` gradients of :func:`iwae_loss` on the same batch ``x``, each from fresh noise,
     give every weight's mean and standard deviation (Rainforth et al., 2018: the plain
