@@ -1,62 +1,11 @@
-"""The importance-weighted bound on a linear-Gaussian model whose log p(x) scipy computes.
-
-Probabilistic PCA: p(z) = N(0, I), p(x | z) = N(Wz + b, sigma^2 I), so p(x) = N(b, WW^T +
-sigma^2 I) exactly. With orthogonal columns in W the true posterior is diagonal, so a
-diagonal q can match it (ELBO = log p(x)) or be moved away from it (ELBO < log p(x)).
-"""
+"""The importance-weighted bound on a linear-Gaussian model whose log p(x) scipy computes
+(probabilistic PCA: linear_gaussian.py)."""
 
 import numpy as np
 import pytest
-import tensorflow as tf
-from scipy import stats
+from linear_gaussian import RNG, LinearGaussian, X, analytic_elbo, exact_log_px
 
 from vae_tutorial import VAE, iwae_bound
-
-D, LATENT, SIGMA = 5, 2, 0.5
-RNG = np.random.default_rng(3)
-W = np.linalg.qr(RNG.normal(size=(D, D)))[0][:, :LATENT] * [2.0, 1.0]
-B = RNG.normal(size=D)
-POSTERIOR_PRECISION = np.diag(W.T @ W) / SIGMA**2 + 1.0  # diagonal because W^T W is
-
-
-class LinearGaussian:
-    """Encoder q(z | x) = the true posterior, optionally shifted and widened."""
-
-    def __init__(self, shift=0.0, std_scale=1.0):
-        self.shift, self.std_scale = shift, std_scale
-
-    def posterior(self, x):
-        mean = (x - B) @ W / SIGMA**2 / POSTERIOR_PRECISION + self.shift
-        var = np.broadcast_to(self.std_scale**2 / POSTERIOR_PRECISION, mean.shape)
-        return mean, var
-
-    def encode(self, x):
-        mean, var = self.posterior(np.asarray(x, dtype="float64"))
-        return tf.constant(mean, tf.float32), tf.constant(np.log(var), tf.float32)
-
-    def log_likelihood(self, x, z):
-        mean = tf.matmul(z, tf.constant(W.T, tf.float32)) + tf.constant(B, tf.float32)
-        return tf.reduce_sum(
-            -0.5 * np.log(2 * np.pi * SIGMA**2) - tf.square(x - mean) / (2 * SIGMA**2), axis=-1
-        )
-
-
-def exact_log_px(x):
-    return stats.multivariate_normal(B, W @ W.T + SIGMA**2 * np.eye(D)).logpdf(x)
-
-
-def analytic_elbo(model, x):
-    """E_q[log p(x|z)] - KL(q || p) in closed form for a diagonal Gaussian q."""
-    m, s = model.posterior(x)
-    residual = x - m @ W.T - B
-    expected_log_lik = -D / 2 * np.log(2 * np.pi * SIGMA**2) - (
-        np.sum(residual**2, axis=-1) + np.sum(s * np.sum(W**2, axis=0), axis=-1)
-    ) / (2 * SIGMA**2)
-    kl = 0.5 * np.sum(s + m**2 - 1 - np.log(s), axis=-1)
-    return expected_log_lik - kl
-
-
-X = (RNG.normal(size=(3, LATENT)) @ W.T + B + SIGMA * RNG.normal(size=(3, D))).astype("float32")
 
 
 def test_exact_posterior_gives_elbo_equal_to_log_px():

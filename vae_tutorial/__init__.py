@@ -45,6 +45,7 @@ from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.step import train_step  # noqa: E402
+from vae_tutorial.iwae import gradient_snr, iwae_loss, iwae_step_terms  # noqa: E402
 
 # -- data --
 from vae_tutorial.data import (  # noqa: E402

@@ -33,10 +33,11 @@ from vae_tutorial.batching import BINARIZE_MODES, HELD_OUT_EPOCH, held_out_batch
 from vae_tutorial.checkpoints import read_history  # noqa: E402
 from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
+from vae_tutorial.iwae import ESTIMATORS  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.model_config import ModelConfig  # noqa: E402
 from vae_tutorial.ood import ood_table  # noqa: E402
-from vae_tutorial.training_config import TrainingConfig  # noqa: E402
+from vae_tutorial.training_config import OBJECTIVES, TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
 DATASETS = ("mnist", "fashion_mnist")
@@ -149,7 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for setting in dataclasses.fields(TrainingConfig):
         default = CLI_EPOCHS if setting.name == "epochs" else setting.default
-        choices = BINARIZE_MODES if setting.name == "binarize" else None
+        choices = {
+            "binarize": BINARIZE_MODES,
+            "objective": OBJECTIVES,
+            "estimator": ESTIMATORS,
+        }.get(setting.name)
         train.add_argument(
             "--" + setting.name.replace("_", "-"),
             type=str if choices else _number(type(setting.default)),

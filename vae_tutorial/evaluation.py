@@ -28,21 +28,22 @@ def _repeated(values, n_samples):
     return tf.tile(values, [n_samples] + [1] * (len(values.shape) - 1))
 
 
-def _log_importance_weights(model, x, labels, mu, log_var, n_samples, seed):
-    """log p(x, z_s) - log q(z_s | x) for ``n_samples`` draws z_s ~ q; shape (n_samples, batch).
-
-    With ``labels`` (a conditional model) every density is conditioned on them."""
-    batch = tf.shape(x)[0]
-    shape = tf.concat([[n_samples], tf.shape(mu)], axis=0)
-    eps = tf.random.normal(shape, seed=seed, dtype=mu.dtype)
-    z = mu + tf.exp(0.5 * log_var) * eps
-    z_flat = tf.reshape(z, [n_samples * batch, -1])
+def log_joint_terms(model, x, z, labels=None):
+    """log p(x | z_s) and log p(z_s), each (n_samples, batch), for ``z`` (n_samples, batch,
+    latent), given ``labels`` if any. Taught in notebook 12_importance_weighted_training."""
+    n_samples, batch = tf.shape(z)[0], tf.shape(z)[1]
     given = () if labels is None else (_repeated(labels, n_samples),)
+    z_flat = tf.reshape(z, [n_samples * batch, -1])
     log_px_z = model.log_likelihood(_repeated(x, n_samples), z_flat, *given)
-    log_px_z = tf.reshape(log_px_z, [n_samples, batch])
-    log_pz = gaussian_log_density(z, 0.0, 0.0)
-    log_qz = gaussian_log_density(z, mu, log_var)
-    return log_px_z + log_pz - log_qz
+    return tf.reshape(log_px_z, [n_samples, batch]), gaussian_log_density(z, 0.0, 0.0)
+
+
+def _log_importance_weights(model, x, labels, mu, log_var, n_samples, seed):
+    """log p(x, z_s) - log q(z_s | x) for ``n_samples`` draws z_s ~ q; shape (n_samples, batch)."""
+    shape = tf.concat([[n_samples], tf.shape(mu)], axis=0)
+    z = mu + tf.exp(0.5 * log_var) * tf.random.normal(shape, seed=seed, dtype=mu.dtype)
+    log_px_z, log_pz = log_joint_terms(model, x, z, labels)
+    return log_px_z + log_pz - gaussian_log_density(z, mu, log_var)
 
 
 def _encode(model, x, labels):

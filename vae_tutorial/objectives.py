@@ -9,12 +9,15 @@ Taught in notebook 05_training_on_mnist.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import keras
 import tensorflow as tf
 
+from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.evaluation import evaluate_elbo
+from vae_tutorial.iwae import iwae_step_terms
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
@@ -26,8 +29,22 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 
 
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
-    """The step fit trains ``model`` with under ``config``."""
+    """The step fit trains ``model`` with under ``config``: ``objective="iwae"`` trains the
+    importance-weighted bound with ``config.k`` samples (notebook 12)."""
+    if config.objective == "iwae":
+        if isinstance(model, ConditionalVAE):
+            raise ValueError(
+                "objective='iwae' trains a VAE or ConvVAE; train the ConditionalVAE with "
+                "objective='elbo' (its iwae_bound still scores log p(x | y))."
+            )
+        return _iwae_step(config.k, config.estimator)
     return train_step_terms
+
+
+@functools.cache
+def _iwae_step(k: int, estimator: str) -> StepTerms:
+    """One callable per (k, estimator): the compiled steps are cached per function."""
+    return functools.partial(iwae_step_terms, k=k, estimator=estimator)
 
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:

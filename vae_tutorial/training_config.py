@@ -9,7 +9,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from vae_tutorial.batching import BINARIZE_MODES
+from vae_tutorial.iwae import ESTIMATORS
 from vae_tutorial.validation import check_choice, check_finite_number, check_int
+
+OBJECTIVES = ("elbo", "iwae")
 
 
 def _setting(default, help_text: str):
@@ -44,6 +47,17 @@ class TrainingConfig:
         "free bits (Kingma et al. 2016): each latent dimension's batch-mean KL is charged at "
         "least this many nats (0: off)",
     )
+    objective: str = _setting(
+        "elbo",
+        "elbo: the evidence lower bound of notebooks 02-05; iwae: the importance-weighted "
+        "bound L_k (Burda et al. 2015; notebook 12)",
+    )
+    k: int = _setting(1, "importance samples per image of objective iwae (k=1: the ELBO)")
+    estimator: str = _setting(
+        "plain",
+        "the encoder's gradient under objective iwae: plain (IWAE's) or dreg (doubly "
+        "reparameterized, Tucker et al. 2018: same mean, less noise)",
+    )
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -69,6 +83,28 @@ class TrainingConfig:
             ),
         )
         check_choice(self.binarize, "binarize", BINARIZE_MODES)
+        check_choice(self.objective, "objective", OBJECTIVES)
+        set_(self, "k", check_int(self.k, "k", 1, fix="e.g. 5 importance samples."))
+        check_choice(self.estimator, "estimator", ESTIMATORS)
+        self._check_objective()
+
+    def _check_objective(self) -> None:
+        """k and estimator set objective iwae; beta, warm-up and free bits belong to elbo."""
+        if self.objective == "elbo":
+            for name, value, default in (("k", self.k, 1), ("estimator", self.estimator, "plain")):
+                if value != default:
+                    raise ValueError(
+                        f"{name}={value!r} sets the importance-weighted bound: add "
+                        f"objective='iwae' (the ELBO takes {name}={default!r})."
+                    )
+            return
+        for name, off in (("beta", 1.0), ("kl_warmup_epochs", 0), ("free_bits", 0.0)):
+            value = getattr(self, name)
+            if value != off:
+                raise ValueError(
+                    f"objective='iwae' trains the bound L_k, which has no KL term to weigh, "
+                    f"ramp or floor: use {name}={off!r} (or objective='elbo' for {name}={value!r})."
+                )
 
     def as_dict(self) -> dict:
         """The settings as a plain dict (JSON-ready)."""
