@@ -45,6 +45,15 @@ from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.step import train_step  # noqa: E402
+from vae_tutorial.priors import (  # noqa: E402
+    PRIORS,
+    MixturePrior,
+    StandardNormalPrior,
+    VampPrior,
+    get_prior,
+    monte_carlo_kl,
+)
+from vae_tutorial.prior_elbo import evaluate_prior_elbo, prior_elbo_step_terms  # noqa: E402
 
 # -- data --
 from vae_tutorial.data import (  # noqa: E402

@@ -15,6 +15,8 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.evaluation import evaluate_elbo
+from vae_tutorial.prior_elbo import check_no_free_bits, evaluate_prior_elbo, prior_elbo_step_terms
+from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
@@ -27,11 +29,16 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     """The step fit trains ``model`` with under ``config``."""
+    if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
+        check_no_free_bits(config.free_bits)
+        return prior_elbo_step_terms
     return train_step_terms
 
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
+        return evaluate_prior_elbo
     return evaluate_elbo
 
 
