@@ -127,9 +127,11 @@ class ModelConfig:
         return settings
 
     def describe(self) -> str:
-        """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2"."""
+        """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2, prior mog"."""
+        prior = self.prior if isinstance(self.prior, str) else self.prior["name"]
+        prior = "" if prior == "normal" else f", prior {prior}"
         if self.kind == "conv":
-            return f"ConvVAE, latent_dim {self.latent_dim}"
+            return f"ConvVAE, latent_dim {self.latent_dim}{prior}"
         widths = "-".join(str(w) for w in self.intermediate_dim or ())
         kind = "conditional MLP VAE" if self.kind == "conditional" else "MLP VAE"
-        return f"{kind} 784-{widths}-{self.latent_dim}"
+        return f"{kind} 784-{widths}-{self.latent_dim}{prior}"

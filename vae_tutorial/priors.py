@@ -20,6 +20,15 @@ from vae_tutorial.losses import gaussian_log_density
 from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import check_choice, check_int
 
+NUM_COMPONENTS = 10  # MixturePrior's default: one per digit class
+NUM_PSEUDO_INPUTS = 100  # VampPrior's default
+# Each prior's options and their defaults (a config names only those set otherwise)
+PRIOR_OPTIONS: dict[str, dict[str, int]] = {
+    "normal": {},
+    "mog": {"num_components": NUM_COMPONENTS},
+    "vamp": {"num_pseudo_inputs": NUM_PSEUDO_INPUTS},
+}
+
 
 class StandardNormalPrior(keras.layers.Layer):
     """p(z) = N(0, I): log p(z) = -1/2 sum_j (log 2 pi + z_j^2). No weights.
@@ -79,7 +88,7 @@ class GaussianMixturePrior(keras.layers.Layer):
 
     def get_config(self) -> str | dict:
         """What rebuilds this prior with :func:`get_prior`: its name and settings."""
-        return {"name": self.spec_name, **self.settings()}
+        return check_prior_config({"name": self.spec_name, **self.settings()})
 
     def settings(self) -> dict:
         raise NotImplementedError
@@ -95,7 +104,9 @@ class MixturePrior(GaussianMixturePrior):
 
     spec_name = "mog"
 
-    def __init__(self, latent_dim: int, num_components: int = 10, **kwargs: Any) -> None:
+    def __init__(
+        self, latent_dim: int, num_components: int = NUM_COMPONENTS, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.latent_dim = check_int(latent_dim, "latent_dim", 1, fix="e.g. 2.")
         self.num_components = check_int(
@@ -132,7 +143,7 @@ class VampPrior(GaussianMixturePrior):
         self,
         encoder: keras.Model,
         event_shape: Sequence[int],
-        num_pseudo_inputs: int = 100,
+        num_pseudo_inputs: int = NUM_PSEUDO_INPUTS,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -169,31 +180,36 @@ PRIORS: dict[str, type[keras.layers.Layer]] = {
     "mog": MixturePrior,
     "vamp": VampPrior,
 }
-PRIOR_OPTIONS = {"normal": (), "mog": ("num_components",), "vamp": ("num_pseudo_inputs",)}
 
 
-def check_prior_config(prior: str | dict) -> str | dict:
+def _name_and_options(prior: str | dict) -> tuple[object, dict]:
+    if isinstance(prior, dict):
+        return prior.get("name"), {k: v for k, v in prior.items() if k != "name"}
+    return prior, {}
+
+
+def check_prior_config(prior: str | dict | Prior) -> str | dict:
     """A prior's name ("normal", "mog", "vamp") or config dict such as ``{"name": "mog",
-    "num_components": 10}``, checked; a dict without options becomes its name.
-
-    Taught in notebook 13_priors_and_hierarchy.
+    "num_components": 20}``, checked; options at their defaults are left out, and a config
+    without options is its name. Taught in notebook 13_priors_and_hierarchy.
     """
     if isinstance(prior, (StandardNormalPrior, GaussianMixturePrior)):
         return prior.get_config()
     if not isinstance(prior, (str, dict)):
         raise TypeError(
             f"prior must be a name, a config dict or a prior, got {type(prior).__name__}: "
-            'e.g. "normal", "mog" or {"name": "mog", "num_components": 10}.'
+            'e.g. "normal", "mog" or {"name": "mog", "num_components": 20}.'
         )
-    name = prior.get("name") if isinstance(prior, dict) else prior
+    name, options = _name_and_options(prior)
     name = check_choice(name, "prior", tuple(PRIORS))
-    options = {k: v for k, v in prior.items() if k != "name"} if isinstance(prior, dict) else {}
     unknown = sorted(set(options) - set(PRIOR_OPTIONS[name]))
     if unknown:
         raise TypeError(
             f"prior {name!r} takes no option {', '.join(unknown)}; "
             "mog takes num_components, vamp num_pseudo_inputs."
         )
+    options = {k: check_int(v, k, 1, fix="e.g. 10.") for k, v in options.items()}
+    options = {k: v for k, v in options.items() if v != PRIOR_OPTIONS[name][k]}
     return {"name": name, **options} if options else name
 
 
@@ -210,9 +226,7 @@ def get_prior(
     """
     if isinstance(prior, (StandardNormalPrior, GaussianMixturePrior)):
         return prior
-    config = check_prior_config(prior)
-    name = config["name"] if isinstance(config, dict) else config
-    options = {k: v for k, v in config.items() if k != "name"} if isinstance(config, dict) else {}
+    name, options = _name_and_options(check_prior_config(prior))
     if name == "vamp":
         if encoder is None or event_shape is None:
             raise ValueError(
@@ -220,7 +234,7 @@ def get_prior(
                 "the model, VAE(..., prior='vamp'), or VampPrior(model.encoder, model.event_shape)."
             )
         return VampPrior(encoder, event_shape, **options)
-    return PRIORS[name](latent_dim, **options)
+    return PRIORS[str(name)](latent_dim, **options)
 
 
 def monte_carlo_kl(z: TensorLike, mu: TensorLike, log_var: TensorLike, prior: Prior) -> tf.Tensor:
