@@ -261,8 +261,12 @@ def test_fit_trains_a_learned_prior_the_same_in_every_runner(prior):
     _, graph = run(prior, jit_compile=False)
     _, xla = run(prior)
     np.testing.assert_allclose(losses(graph), losses(plain), rtol=1e-5)
-    np.testing.assert_allclose(losses(xla), losses(plain), rtol=2e-3, atol=0.05)
-    assert np.isfinite(losses(plain)).all()
+    # XLA fuses and reorders the arithmetic (test_fit.py); the VampPrior's second encoder
+    # pass, on its pseudo-inputs, lets 16 Adam steps grow those last-bit differences further:
+    # to ~0.1 nats in a KL of ~0.3, and ~0.3% in the held-out ELBO.
+    rtol, atol = (2e-3, 0.05) if prior == "mog" else (5e-3, 0.15)
+    np.testing.assert_allclose(losses(xla), losses(plain), rtol=rtol, atol=atol)
+    assert np.isfinite(losses(plain)).all() and xla[1]["train_loss"] < xla[0]["train_loss"]
 
 
 @pytest.mark.slow
