@@ -46,6 +46,15 @@ from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.step import train_step  # noqa: E402
 from vae_tutorial.iwae import gradient_snr, iwae_loss, iwae_step_terms  # noqa: E402
+from vae_tutorial.priors import (  # noqa: E402
+    PRIORS,
+    MixturePrior,
+    StandardNormalPrior,
+    VampPrior,
+    get_prior,
+    monte_carlo_kl,
+)
+from vae_tutorial.prior_elbo import evaluate_prior_elbo, prior_elbo_step_terms  # noqa: E402
 
 # -- data --
 from vae_tutorial.data import (  # noqa: E402

@@ -165,12 +165,7 @@ def make_batches(
 
 
 def held_out_batches(
-    images: np.ndarray,
-    *,
-    batch_size: int,
-    binarize: str,
-    seed: int,
-    labels: np.ndarray | None = None,
+    images: np.ndarray, *, batch_size: int, binarize: str, seed: int, labels: Array | None = None
 ) -> tf.data.Dataset:
     """The batches a model is scored on: ``images`` in order, binarized by one fixed draw
     (the epoch ``HELD_OUT_EPOCH``), the same every epoch and after a restart.
@@ -178,11 +173,6 @@ def held_out_batches(
     Taught in notebook 05_training_on_mnist.
     """
     return make_batches(
-        images,
-        batch_size=batch_size,
-        binarize=binarize,
-        shuffle=False,
-        seed=seed,
-        epoch=HELD_OUT_EPOCH,
-        labels=labels,
-    )
+        images, batch_size=batch_size, binarize=binarize, shuffle=False, seed=seed,
+        epoch=HELD_OUT_EPOCH, labels=labels,
+    )  # fmt: skip

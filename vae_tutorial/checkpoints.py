@@ -74,6 +74,8 @@ def _check_spec(path: str, model, directory) -> None:
     except Exception as error:
         raise _Damaged(error) from None
     current = model_spec(model)
+    if saved.get("config"):  # settings added since it was written take their defaults
+        saved["config"] = ModelConfig.from_dict(saved["config"]).as_dict()
     if saved == current:
         return
     saved_config, config = saved.get("config") or {}, current["config"] or {}

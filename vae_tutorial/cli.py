@@ -36,7 +36,9 @@ from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.iwae import ESTIMATORS  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.model_config import ModelConfig  # noqa: E402
+from vae_tutorial.objectives import elbo_evaluator_for  # noqa: E402
 from vae_tutorial.ood import ood_table  # noqa: E402
+from vae_tutorial.priors import PRIORS  # noqa: E402
 from vae_tutorial.training_config import OBJECTIVES, TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
@@ -167,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run directory (default runs/<dataset>-latent<D>, "
         "runs/<dataset>-conv-latent<D> with --conv, runs/<dataset>-conditional-latent<D> "
-        "with --conditional)",
+        "with --conditional; -mog- or -vamp- before latent<D> with --prior)",
     )
     train.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs into OUT/tensorboard"
@@ -184,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="bernoulli",
         help="the decoder's distribution p(x | z); all but bernoulli need --binarize "
         "dequantize (discretized_logistic: none) " + DEF,
+    )
+    train.add_argument(
+        "--prior",
+        choices=tuple(PRIORS),
+        default="normal",
+        help="the prior p(z): N(0, I), a learned mixture of Gaussians (mog) or the VampPrior "
+        "(vamp), whose KL fit estimates by Monte Carlo (notebook 13) " + DEF,
     )
     train.add_argument(
         "--limit-train",
@@ -386,12 +395,19 @@ def _train_config(args) -> RunConfig:
             "--conditional trains the conditional MLP VAE; it cannot be combined with --conv.",
             exit_code=2,
         )
+    if args.conditional and args.prior != "normal":
+        raise CLIError(
+            f"--prior {args.prior} learns p(z), but the conditional VAE's prior is N(0, I); "
+            "drop --prior or --conditional.",
+            exit_code=2,
+        )
     try:
         model = ModelConfig(
             kind=kind,
             latent_dim=args.latent_dim,
             intermediate_dim=args.intermediate_dim or (None if args.conv else INTERMEDIATE_DIM),
             likelihood=args.likelihood,
+            prior=args.prior,
         )
         training = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
         check_binarize_for_likelihood(training.binarize, get_likelihood(model.likelihood))
@@ -399,7 +415,7 @@ def _train_config(args) -> RunConfig:
         raise CLIError(_as_flags(str(error)), exit_code=2) from None
     out = args.out
     if out is None:
-        prefix = "" if kind == "mlp" else f"{kind}-"
+        prefix = "".join(f"{part}-" for part in (kind, args.prior) if part not in ("mlp", "normal"))
         out = f"runs/{args.dataset}-{prefix}latent{args.latent_dim}"
     return RunConfig(
         data={
@@ -593,7 +609,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         flush=True,
     )
     started = time.perf_counter()
-    elbo = vt.evaluate_elbo(model, batches())["elbo"]
+    elbo = elbo_evaluator_for(model)(model, batches())["elbo"]
     log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
     seconds = time.perf_counter() - started
     target = "log p(x)" if test_labels is None else "log p(x | y)"  # a conditional run's bound

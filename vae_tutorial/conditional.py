@@ -14,6 +14,7 @@ import tensorflow as tf
 from vae_tutorial.likelihoods import Likelihood
 from vae_tutorial.losses import reparameterize
 from vae_tutorial.models import VAE
+from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.types_ import Array, TensorLike
 from vae_tutorial.validation import (
     check_int,
@@ -53,6 +54,11 @@ class ConditionalVAE(VAE):
         input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
         super().__init__(latent_dim, intermediate_dim, input_dim, seed, likelihood, **kwargs)
         self.num_classes = check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
+        if not has_standard_normal_prior(self):
+            raise ValueError(
+                "ConditionalVAE's prior is N(0, I); a learned prior (notebook 13) is for VAE "
+                "and ConvVAE: leave prior out, or train a VAE(prior=...)."
+            )
         # Built now, so that code which builds a model with an image batch alone (fit,
         # restore_run) finds it built: a conditional model is never called without labels.
         self.encoder(tf.zeros([1, self.input_dim + self.num_classes]))

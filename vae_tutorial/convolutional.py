@@ -13,6 +13,7 @@ import tensorflow as tf
 from keras import layers
 
 from vae_tutorial.models import GaussianEncoder, VariationalAutoencoder
+from vae_tutorial.priors import get_prior
 
 CONV_EVENT_SHAPE = (28, 28, 1)  # an image with its one channel, as convolutions take it
 
@@ -73,12 +74,19 @@ class ConvDecoder(keras.Model):
 class ConvVAE(VariationalAutoencoder):
     """A convolutional VAE for 28x28x1 images, with the same contract as :class:`VAE`.
 
-    ``seed`` and ``likelihood`` (a keyword) as for :class:`VAE`. The command line trains it with
-    ``--conv``. Taught in notebook 07_convolutional_vae.
+    ``seed``, ``likelihood`` and ``prior`` (keywords) as for :class:`VAE`. The command line
+    trains it with ``--conv``. Taught in notebook 07_convolutional_vae.
     """
 
-    def __init__(self, latent_dim: int = 2, seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 2,
+        seed: int | None = None,
+        prior: str | dict = "normal",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(latent_dim, seed=seed, **kwargs)
         self.event_shape = CONV_EVENT_SHAPE
         self.encoder = ConvEncoder(latent_dim)
         self.decoder = ConvDecoder(latent_dim, output_channels=self.likelihood.params_per_pixel)
+        self.prior = get_prior(prior, latent_dim, self.encoder, self.event_shape)

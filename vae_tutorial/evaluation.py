@@ -7,7 +7,7 @@ Taught in notebook 05_training_on_mnist.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import keras
 import numpy as np
@@ -16,9 +16,12 @@ import tensorflow as tf
 from vae_tutorial.batching import join_batch, split_batch
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.losses import gaussian_log_density, kl_divergence
+from vae_tutorial.priors import log_prior
 from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int, graph_errors_as_value_errors
 
+# elbo_terms(model, batch) -> per-image (log p(x | z), KL), as evaluate_elbo sums them
+ElboTerms = Callable[[keras.Model, Batch], tuple[tf.Tensor, tf.Tensor]]
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
 _SAMPLE_BUDGET = 2**23
 
@@ -35,7 +38,7 @@ def log_joint_terms(model, x, z, labels=None):
     given = () if labels is None else (_repeated(labels, n_samples),)
     z_flat = tf.reshape(z, [n_samples * batch, -1])
     log_px_z = model.log_likelihood(_repeated(x, n_samples), z_flat, *given)
-    return tf.reshape(log_px_z, [n_samples, batch]), gaussian_log_density(z, 0.0, 0.0)
+    return tf.reshape(log_px_z, [n_samples, batch]), log_prior(model, z)
 
 
 def _log_importance_weights(model, x, labels, mu, log_var, n_samples, seed):
@@ -57,7 +60,8 @@ def iwae_bound(model: keras.Model, x: Batch, k: int, seed: int | None = None) ->
     log p(x) >= L_k = E[ log (1/k) sum_s p(x, z_s) / q(z_s | x) ],  z_s ~ q(z | x).
     L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
     drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
-    ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``. For a
+    ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``; p(z) is its
+    ``prior`` (notebook 13_priors_and_hierarchy), N(0, I) if it has none. For a
     conditional model ``x`` is the pair ``(images, labels)`` and the bound is on
     log p(x | y) (notebook 10_conditional_vae). Taught in notebook 05_training_on_mnist.
     """
@@ -84,31 +88,36 @@ def _as_model_batch(model, batch):
     return join_batch(tf.reshape(tf.cast(x, model.compute_dtype), [-1, *model.event_shape]), labels)
 
 
-def _elbo_sums(model, batches):
+def closed_form_elbo_terms(model: keras.Model, batch: Batch) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per image: log p(x | z) at one z ~ q(z | x), and the closed-form KL to N(0, I)."""
+    logits, mu, log_var = model(batch)
+    return model.likelihood.log_prob(split_batch(batch)[0], logits), kl_divergence(mu, log_var)
+
+
+def _elbo_sums(model, batches, elbo_terms):
     """Sums over a dataset of per-image ELBO, log p(x|z) and KL, and the image count."""
     totals = tf.zeros([4])
     for batch in batches:
-        batch = _as_model_batch(model, batch)
-        x, _ = split_batch(batch)
-        logits, mu, log_var = model(batch)
-        log_px_z = model.likelihood.log_prob(x, logits)
-        kl = kl_divergence(mu, log_var)
-        count = tf.cast(tf.shape(x)[0], tf.float32)
+        log_px_z, kl = elbo_terms(model, _as_model_batch(model, batch))
+        count = tf.cast(tf.shape(kl)[0], tf.float32)
         totals += tf.stack(
             [tf.reduce_sum(log_px_z - kl), tf.reduce_sum(log_px_z), tf.reduce_sum(kl), count]
         )
     return totals
 
 
-def evaluate_elbo(model: keras.Model, batches: Iterable[Batch]) -> dict[str, float]:
+def evaluate_elbo(
+    model: keras.Model, batches: Iterable[Batch], elbo_terms: ElboTerms = closed_form_elbo_terms
+) -> dict[str, float]:
     """Average ELBO over a dataset of batches, in nats per image (negative; higher is better).
 
     Returns ``{"elbo", "log_likelihood", "kl", "images"}``. One z is sampled per image, as
-    in training, and the whole pass runs inside one ``tf.function``.
-    Taught in notebook 05_training_on_mnist.
+    in training, and the whole pass runs inside one ``tf.function``. ``elbo_terms(model,
+    batch)`` gives each image's log p(x|z) and KL (notebook 13 estimates the KL to a learned
+    prior). Taught in notebook 05_training_on_mnist.
     """
     with graph_errors_as_value_errors():
-        sums = compiled_for(model, _elbo_sums)(batches)
+        sums = compiled_for(model, _elbo_sums)(batches, elbo_terms)
         elbo, log_px_z, kl, count = sums.numpy().tolist()
     if count == 0:
         raise ValueError("the dataset of batches is empty; there is nothing to evaluate.")

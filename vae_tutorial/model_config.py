@@ -16,6 +16,7 @@ from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.convolutional import ConvVAE
 from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.models import VAE
+from vae_tutorial.priors import check_prior_config
 from vae_tutorial.validation import check_choice, check_hidden_sizes, check_int
 
 MODEL_CLASSES: dict[str, type[keras.Model]] = {
@@ -34,9 +35,10 @@ class ModelConfig:
     ``kind`` is "mlp" (:class:`VAE`), "conv" (:class:`ConvVAE`) or "conditional"
     (:class:`ConditionalVAE`); ``intermediate_dim`` are the MLP's widths (None for "conv");
     ``likelihood`` is a name or config for :func:`get_likelihood`; ``num_classes`` is the
-    conditional model's (None for the others). Validated on creation; ``build(seed)`` makes
-    the model, ``ModelConfig.of(model)`` reads one back. Taught in notebook
-    05_training_on_mnist.
+    conditional model's (None for the others); ``prior`` is a name or config for
+    :func:`get_prior` ("normal", "mog", "vamp"; notebook 13_priors_and_hierarchy). Validated
+    on creation; ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads one back.
+    Taught in notebook 05_training_on_mnist.
     """
 
     kind: str = "mlp"
@@ -44,6 +46,7 @@ class ModelConfig:
     intermediate_dim: Sequence[int] | None = None  # stored as a tuple
     likelihood: str | dict = "bernoulli"
     num_classes: int | None = None
+    prior: str | dict = "normal"  # a config.json without one: the N(0, I) of notebooks 02-12
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -52,6 +55,12 @@ class ModelConfig:
         set_(self, "intermediate_dim", self._widths(self.intermediate_dim))
         set_(self, "likelihood", get_likelihood(self.likelihood).get_config())
         set_(self, "num_classes", self._classes(self.num_classes))
+        set_(self, "prior", check_prior_config(self.prior))
+        if self.kind == "conditional" and self.prior != "normal":
+            raise ValueError(
+                f"prior={self.prior!r} is p(z), and the conditional model's prior is N(0, I); "
+                "use prior='normal' with kind='conditional', or kind='mlp' or 'conv'."
+            )
 
     def _widths(self, widths: int | Sequence[int] | None) -> tuple[int, ...] | None:
         if self.kind == "conv":
@@ -79,6 +88,7 @@ class ModelConfig:
         settings: dict[str, Any] = {
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood,
+            "prior": self.prior,
             "seed": seed,
         }
         if self.intermediate_dim is not None:
@@ -101,6 +111,7 @@ class ModelConfig:
             intermediate_dim=config.get("intermediate_dim"),
             likelihood=config["likelihood"],
             num_classes=config.get("num_classes"),
+            prior=config.get("prior", "normal"),
         )
 
     @classmethod
@@ -116,9 +127,11 @@ class ModelConfig:
         return settings
 
     def describe(self) -> str:
-        """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2"."""
+        """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2, prior mog"."""
+        prior = self.prior if isinstance(self.prior, str) else self.prior["name"]
+        prior = "" if prior == "normal" else f", prior {prior}"
         if self.kind == "conv":
-            return f"ConvVAE, latent_dim {self.latent_dim}"
+            return f"ConvVAE, latent_dim {self.latent_dim}{prior}"
         widths = "-".join(str(w) for w in self.intermediate_dim or ())
         kind = "conditional MLP VAE" if self.kind == "conditional" else "MLP VAE"
-        return f"{kind} 784-{widths}-{self.latent_dim}"
+        return f"{kind} 784-{widths}-{self.latent_dim}{prior}"

@@ -18,6 +18,7 @@ from keras import layers
 
 from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
+from vae_tutorial.priors import get_prior
 from vae_tutorial.types_ import Array, Batch, TensorLike
 from vae_tutorial.validation import (
     check_batch_shape,
@@ -95,12 +96,13 @@ class Decoder(keras.Model):
 class VariationalAutoencoder(keras.Model):
     """What every VAE here shares: sampling, encode/decode helpers and the input check.
 
-    A subclass makes ``encoder``, ``decoder`` and ``event_shape`` (the shape of one image).
-    Taught in notebook 03_the_model."""
+    A subclass makes ``encoder``, ``decoder``, ``event_shape`` (the shape of one image) and
+    ``prior`` (``priors.get_prior``). Taught in notebook 03_the_model."""
 
     event_shape: tuple[int, ...]
     encoder: keras.Model
     decoder: keras.Model
+    prior: keras.layers.Layer
 
     def __init__(
         self,
@@ -171,8 +173,8 @@ class VariationalAutoencoder(keras.Model):
 
     def sample(self, n: int) -> tf.Tensor:
         """The likelihood's mean (pixel probabilities for a Bernoulli) of ``n`` images decoded
-        from z ~ N(0, I)."""
-        z = keras.random.normal((n, self.latent_dim), seed=self.seed_generator)
+        from z ~ p(z), N(0, I) unless the model has another prior."""
+        z = self.prior.sample(n, seed=self.seed_generator)
         return self.likelihood.mean(self.decode(z))
 
     def log_likelihood(self, x: TensorLike, z: TensorLike) -> tf.Tensor:
@@ -185,6 +187,7 @@ class VariationalAutoencoder(keras.Model):
             "latent_dim": self.latent_dim,
             "seed": self.seed,
             "likelihood": self.likelihood.get_config(),
+            "prior": self.prior.get_config(),
             "name": self.name,
         }
 
@@ -196,7 +199,7 @@ class VAE(VariationalAutoencoder):
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
     so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model; ``likelihood``
     ("bernoulli", "gaussian", ...: :func:`vae_tutorial.get_likelihood`) in notebook
-    08_likelihoods_for_grey_pixels.
+    08_likelihoods_for_grey_pixels; ``prior`` ("normal", "mog", "vamp") in notebook 13.
     """
 
     def __init__(
@@ -206,6 +209,7 @@ class VAE(VariationalAutoencoder):
         input_dim: int = 784,
         seed: int | None = None,
         likelihood: str | dict | Likelihood = "bernoulli",
+        prior: str | dict = "normal",
         **kwargs: Any,
     ) -> None:
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
@@ -215,6 +219,7 @@ class VAE(VariationalAutoencoder):
         self.encoder = Encoder(latent_dim, intermediate_dim)
         outputs = input_dim * self.likelihood.params_per_pixel
         self.decoder = Decoder(latent_dim, intermediate_dim, outputs)
+        self.prior = get_prior(prior, latent_dim, self.encoder, self.event_shape)
 
     def get_config(self) -> dict:
         return {

@@ -18,6 +18,8 @@ import tensorflow as tf
 from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.iwae import iwae_step_terms
+from vae_tutorial.prior_elbo import check_no_free_bits, evaluate_prior_elbo, prior_elbo_step_terms
+from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
@@ -38,6 +40,9 @@ def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
                 "objective='elbo' (its iwae_bound still scores log p(x | y))."
             )
         return _iwae_step(config.k, config.estimator)
+    if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
+        check_no_free_bits(config.free_bits)
+        return prior_elbo_step_terms
     return train_step_terms
 
 
@@ -49,6 +54,8 @@ def _iwae_step(k: int, estimator: str) -> StepTerms:
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
+        return evaluate_prior_elbo
     return evaluate_elbo
 
 

@@ -37,13 +37,7 @@ class NonFiniteLossError(FloatingPointError):
     """
 
     def __init__(
-        self,
-        message: str,
-        *,
-        epoch: int,
-        step: int,
-        checkpoint: str | None,
-        history: list[dict],
+        self, message: str, *, epoch: int, step: int, checkpoint: str | None, history: list[dict]
     ) -> None:
         super().__init__(message)
         self.epoch, self.step, self.checkpoint, self.history = epoch, step, checkpoint, history
