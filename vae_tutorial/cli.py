@@ -34,6 +34,7 @@ from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
 from vae_tutorial.model_config import ModelConfig  # noqa: E402
+from vae_tutorial.objectives import elbo_evaluator_for  # noqa: E402
 from vae_tutorial.training_config import TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
 
@@ -136,6 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--latent-dim", type=_positive_int, default=LATENT_DIM, help=DEF)
     train.add_argument(
+        "--top-latent-dim",
+        type=_positive_int,
+        default=None,
+        help="with --hierarchical: the top layer's size z2; --latent-dim is the bottom's z1 "
+        "(default: 2)",
+    )
+    train.add_argument(
         "--intermediate-dim",
         type=_int_list,
         default=None,
@@ -157,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run directory (default runs/<dataset>-latent<D>, "
         "runs/<dataset>-conv-latent<D> with --conv, runs/<dataset>-conditional-latent<D> "
-        "with --conditional)",
+        "with --conditional, runs/<dataset>-hierarchical-latent<D> with --hierarchical)",
     )
     train.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs into OUT/tensorboard"
@@ -167,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--conditional",
         action="store_true",
         help="train the conditional VAE (MLP), conditioned on the dataset's labels",
+    )
+    train.add_argument(
+        "--hierarchical",
+        action="store_true",
+        help="train the two-layer hierarchical (ladder) VAE (MLP); see --top-latent-dim",
     )
     train.add_argument(
         "--likelihood",
@@ -364,6 +377,14 @@ def _train_config(args) -> RunConfig:
     if data_dir is not None:
         data_dir = str(Path(data_dir).expanduser().resolve())
     kind = "conv" if args.conv else "conditional" if args.conditional else "mlp"
+    if args.hierarchical:
+        if args.conv or args.conditional:
+            raise CLIError(
+                "--hierarchical trains the two-layer MLP VAE; it cannot be combined with "
+                f"{'--conv' if args.conv else '--conditional'}.",
+                exit_code=2,
+            )
+        kind = "hierarchical"
     if args.conv and args.conditional:
         raise CLIError(
             "--conditional trains the conditional MLP VAE; it cannot be combined with --conv.",
@@ -375,6 +396,7 @@ def _train_config(args) -> RunConfig:
             latent_dim=args.latent_dim,
             intermediate_dim=args.intermediate_dim or (None if args.conv else INTERMEDIATE_DIM),
             likelihood=args.likelihood,
+            top_latent_dim=args.top_latent_dim,
         )
         training = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
         check_binarize_for_likelihood(training.binarize, get_likelihood(model.likelihood))
@@ -571,7 +593,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         flush=True,
     )
     started = time.perf_counter()
-    elbo = vt.evaluate_elbo(model, batches())["elbo"]
+    elbo = elbo_evaluator_for(model)(model, batches())["elbo"]
     log_likelihood = vt.evaluate_iwae(model, batches(), args.k)
     seconds = time.perf_counter() - started
     target = "log p(x)" if test_labels is None else "log p(x | y)"  # a conditional run's bound

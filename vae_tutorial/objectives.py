@@ -15,6 +15,11 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.evaluation import evaluate_elbo
+from vae_tutorial.hierarchical import (
+    HierarchicalVAE,
+    evaluate_hierarchical_elbo,
+    hierarchical_step_terms,
+)
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
@@ -27,11 +32,15 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     """The step fit trains ``model`` with under ``config``."""
+    if isinstance(model, HierarchicalVAE):  # two layers, two KLs (notebook 13)
+        return hierarchical_step_terms
     return train_step_terms
 
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if isinstance(model, HierarchicalVAE):
+        return evaluate_hierarchical_elbo
     return evaluate_elbo
 
 
