@@ -97,6 +97,23 @@ def _checked_latent_dims(latent_dims: Sequence[int]) -> tuple[int, int]:
     return check_latent_dim(latent_dims[0]), check_latent_dim(latent_dims[1])
 
 
+class LadderEncoder(Encoder):
+    """The bottom-up pass: x -> d1 -> the estimate (mu_hat1, log_var_hat1) of z1, as an
+    :class:`Encoder`, and d1 -> d2 -> (mu_hat2, log_var_hat2), q(z2 | x), by a second one
+    on d1. ``LadderEncoder((8, 2), 128)(x)`` returns the two estimates, bottom first.
+    Taught in notebook 13_priors_and_hierarchy."""
+
+    def __init__(
+        self, latent_dims: Sequence[int], intermediate_dim: int | Sequence[int], **kwargs: Any
+    ) -> None:
+        super().__init__(latent_dims[0], intermediate_dim, **kwargs)
+        self.top = Encoder(latent_dims[1], intermediate_dim, name="top")
+
+    def call(self, x: tf.Tensor) -> tuple[Gaussian, Gaussian]:  # type: ignore[override]
+        d1 = self.features(x)
+        return Gaussian(self.mu(d1), self.log_var(d1)), Gaussian(*self.top(d1))
+
+
 @keras.saving.register_keras_serializable(package="vae_tutorial")
 class HierarchicalVAE(VariationalAutoencoder):
     """A two-layer ladder VAE for flat images: ``HierarchicalVAE(latent_dims=(8, 2))``.
@@ -123,9 +140,7 @@ class HierarchicalVAE(VariationalAutoencoder):
         self.intermediate_dim = intermediate_dim
         self.input_dim = check_int(input_dim, "input_dim", 1, fix="e.g. 784 for MNIST.")
         self.event_shape = (self.input_dim,)
-        # bottom-up: x -> d1 -> (mu_hat1, log_var_hat1), and d1 -> d2 -> (mu_hat2, log_var_hat2)
-        self.encoder = Encoder(latent_dims[0], intermediate_dim, name="bottom_up_1")
-        self.encoder_top = Encoder(latent_dims[1], intermediate_dim, name="bottom_up_2")
+        self.encoder = LadderEncoder(latent_dims, intermediate_dim, name="bottom_up")
         # top-down: z2 -> p(z1 | z2), and z1 -> p(x | z1)
         self.prior_z1 = Encoder(latent_dims[0], intermediate_dim, name="prior_z1")
         outputs = self.input_dim * self.likelihood.params_per_pixel
@@ -133,10 +148,7 @@ class HierarchicalVAE(VariationalAutoencoder):
 
     def bottom_up(self, x: tf.Tensor) -> tuple[Gaussian, Gaussian]:
         """Each layer's estimate from x alone: ``(estimate of z1, q(z2 | x))``."""
-        d1 = self.encoder.features(x)
-        return Gaussian(self.encoder.mu(d1), self.encoder.log_var(d1)), Gaussian(
-            *self.encoder_top(d1)
-        )
+        return self.encoder(x)
 
     def top_down(self, estimates: tuple[Gaussian, Gaussian], seed: Seed = None) -> LadderPass:
         """z2 ~ q(z2 | x), then z1 ~ q(z1 | x, z2), the bottom's estimate merged with the
