@@ -109,7 +109,7 @@ class LadderEncoder(Encoder):
         super().__init__(latent_dims[0], intermediate_dim, **kwargs)
         self.top = Encoder(latent_dims[1], intermediate_dim, name="top")
 
-    def call(self, x: tf.Tensor) -> tuple[Gaussian, Gaussian]:  # type: ignore[override]
+    def call(self, x: tf.Tensor) -> tuple[Gaussian, Gaussian]:
         d1 = self.features(x)
         return Gaussian(self.mu(d1), self.log_var(d1)), Gaussian(*self.top(d1))
 
