@@ -358,6 +358,13 @@ def test_checkpoint_resume_equals_a_straight_run(tmp_path):
         vt.restore_run(other, tmp_path)
 
 
+def test_fit_under_a_strategy_is_refused_with_the_fix():
+    model = vt.HierarchicalVAE(latent_dims=(2, 2), intermediate_dim=16)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    with pytest.raises(ValueError, match="closed-form ELBO.*strategy=None"):
+        vt.fit(model, TRAIN[:64], config=vt.TrainingConfig(epochs=1), strategy=strategy)
+
+
 def test_model_config_round_trip():
     config = vt.ModelConfig(
         kind="hierarchical", latent_dim=4, top_latent_dim=3, intermediate_dim=32
