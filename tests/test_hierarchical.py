@@ -391,7 +391,7 @@ def test_a_one_layer_config_json_without_top_latent_dim_still_loads():
         (lambda: vt.HierarchicalVAE(latent_dims=2), TypeError, "pair .z1, z2."),
         (lambda: vt.HierarchicalVAE(latent_dims=(2, 2, 2)), ValueError, "got 3 sizes"),
         (lambda: vt.HierarchicalVAE(latent_dims=(2, 0)), ValueError, "latent_dim"),
-        (lambda: vt.ModelConfig(top_latent_dim=2), ValueError, "hierarchical model's"),
+        (lambda: vt.ModelConfig(top_latent_dim=2), ValueError, "top layer of kind='hier"),
         (lambda: vt.ModelConfig(kind="hierarchical", top_latent_dim=0), ValueError, "top_latent"),
         (lambda: vt.HierarchicalVAE(seed=0)(np.zeros((2, 28, 28))), ValueError, "784"),
         (lambda: vt.HierarchicalVAE(seed=0).sample(0), ValueError, "n must"),
@@ -440,9 +440,16 @@ def test_cli_trains_resumes_and_evaluates_a_hierarchical_vae(tmp_path, capsys, m
     assert iwae["elbo"] - 2.0 < iwae["log_likelihood"] < 0  # L_20 >= L_1, loosely
 
 
-@pytest.mark.parametrize("other", ["--conv", "--conditional"])
-def test_cli_refuses_hierarchical_with_conv_or_conditional(other, tmp_path, capsys):
-    assert cli.main(["train", "--hierarchical", other, "--out", str(tmp_path / "run")]) == 2
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--hierarchical", "--conv"], "cannot be combined with --conv"),
+        (["--hierarchical", "--conditional"], "cannot be combined with --conditional"),
+        (["--top-latent-dim", "3"], "--top-latent-dim is the size of the top layer"),
+    ],
+)
+def test_cli_refuses_what_does_not_combine_in_one_line(flags, message, tmp_path, capsys):
+    assert cli.main(["train", *flags, "--out", str(tmp_path / "run")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
-    assert f"cannot be combined with {other}" in lines[0]
+    assert message in lines[0]
