@@ -188,7 +188,7 @@ def test_precision_weighted_is_the_normalised_product_of_the_two_densities():
     product = stats.norm.pdf(z, mu_a[0, 0], var_a[0, 0] ** 0.5) * stats.norm.pdf(
         z, mu_b[0, 0], var_b[0, 0] ** 0.5
     )
-    product /= np.trapezoid(product, z)
+    product /= integrate.trapezoid(product, z)
     expected = stats.norm.pdf(z, merged.mu[0, 0].numpy(), var[0, 0] ** 0.5)
     np.testing.assert_allclose(product, expected, atol=1e-6 * expected.max())
 
