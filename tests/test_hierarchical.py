@@ -19,7 +19,6 @@ from scipy import integrate, stats
 
 import vae_tutorial as vt
 from vae_tutorial import cli
-from vae_tutorial.hierarchical import Gaussian
 from vae_tutorial.objectives import elbo_evaluator_for, step_terms_for
 
 X = np.array([1.0, 0.0], np.float32)  # the tiny model's image: two Bernoulli pixels
@@ -178,7 +177,7 @@ def test_precision_weighted_is_the_normalised_product_of_the_two_densities():
     rng = np.random.default_rng(2)
     mu_a, mu_b = rng.normal(size=(2, 50, 3)) * 3
     log_var_a, log_var_b = rng.uniform(-6, 6, size=(2, 50, 3))
-    merged = vt.precision_weighted(Gaussian(mu_a, log_var_a), Gaussian(mu_b, log_var_b))
+    merged = vt.precision_weighted(vt.Gaussian(mu_a, log_var_a), vt.Gaussian(mu_b, log_var_b))
     var_a, var_b = np.exp(log_var_a), np.exp(log_var_b)
     var = 1.0 / (1.0 / var_a + 1.0 / var_b)
     np.testing.assert_allclose(np.exp(merged.log_var.numpy()), var, rtol=1e-10)
@@ -195,8 +194,8 @@ def test_precision_weighted_is_the_normalised_product_of_the_two_densities():
 
 def test_precision_weighted_stays_finite_for_extreme_variances():
     merged = vt.precision_weighted(
-        Gaussian(tf.constant([[1.0, 2.0]]), tf.constant([[-80.0, 80.0]])),
-        Gaussian(tf.constant([[3.0, 4.0]]), tf.constant([[80.0, -80.0]])),
+        vt.Gaussian(tf.constant([[1.0, 2.0]]), tf.constant([[-80.0, 80.0]])),
+        vt.Gaussian(tf.constant([[3.0, 4.0]]), tf.constant([[80.0, -80.0]])),
     )
     np.testing.assert_allclose(merged.mu.numpy(), [[1.0, 4.0]], rtol=1e-6)
     np.testing.assert_allclose(merged.log_var.numpy(), [[-80.0, -80.0]], rtol=1e-6)
@@ -206,7 +205,7 @@ def test_gaussian_kl_against_numerical_integration():
     rng = np.random.default_rng(3)
     mu_q, mu_p = rng.normal(size=(2, 6))
     log_var_q, log_var_p = rng.uniform(-2, 2, size=(2, 6))
-    kl = vt.gaussian_kl_per_dimension(Gaussian(mu_q, log_var_q), Gaussian(mu_p, log_var_p))
+    kl = vt.gaussian_kl_per_dimension(vt.Gaussian(mu_q, log_var_q), vt.Gaussian(mu_p, log_var_p))
     for j in range(6):
         q = stats.norm(mu_q[j], math.exp(0.5 * log_var_q[j]))
         p = stats.norm(mu_p[j], math.exp(0.5 * log_var_p[j]))
