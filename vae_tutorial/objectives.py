@@ -17,6 +17,11 @@ import tensorflow as tf
 
 from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.evaluation import evaluate_elbo
+from vae_tutorial.hierarchical import (
+    HierarchicalVAE,
+    evaluate_hierarchical_elbo,
+    hierarchical_step_terms,
+)
 from vae_tutorial.iwae import iwae_step_terms
 from vae_tutorial.prior_elbo import check_no_free_bits, evaluate_prior_elbo, prior_elbo_step_terms
 from vae_tutorial.priors import has_standard_normal_prior
@@ -33,6 +38,13 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     """The step fit trains ``model`` with under ``config``: ``objective="iwae"`` trains the
     importance-weighted bound with ``config.k`` samples (notebook 12)."""
+    if isinstance(model, HierarchicalVAE):  # two layers, two KLs (notebook 13)
+        if config.objective == "iwae":
+            raise ValueError(
+                "objective='iwae' trains a VAE or ConvVAE; train the HierarchicalVAE with "
+                "objective='elbo' (hierarchical_iwae_bound still scores it)."
+            )
+        return hierarchical_step_terms
     if config.objective == "iwae":
         if isinstance(model, ConditionalVAE):
             raise ValueError(
@@ -54,6 +66,8 @@ def _iwae_step(k: int, estimator: str) -> StepTerms:
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if isinstance(model, HierarchicalVAE):
+        return evaluate_hierarchical_elbo
     if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
         return evaluate_prior_elbo
     return evaluate_elbo
