@@ -199,7 +199,8 @@ class VAE(VariationalAutoencoder):
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
     so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model; ``likelihood``
     ("bernoulli", "gaussian", ...: :func:`vae_tutorial.get_likelihood`) in notebook
-    08_likelihoods_for_grey_pixels; ``prior`` ("normal", "mog", "vamp") in notebook 13.
+    08_likelihoods_for_grey_pixels; ``prior`` ("normal", "mog", "vamp") in notebook
+    13_priors_and_hierarchy.
     """
 
     def __init__(
