@@ -18,7 +18,7 @@ from keras import layers
 
 from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
-from vae_tutorial.priors import get_prior
+from vae_tutorial.priors import Prior, get_prior
 from vae_tutorial.types_ import Array, Batch, TensorLike
 from vae_tutorial.validation import (
     check_batch_shape,
@@ -210,7 +210,7 @@ class VAE(VariationalAutoencoder):
         input_dim: int = 784,
         seed: int | None = None,
         likelihood: str | dict | Likelihood = "bernoulli",
-        prior: str | dict = "normal",
+        prior: str | dict | Prior = "normal",
         **kwargs: Any,
     ) -> None:
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
