@@ -13,7 +13,7 @@ import tensorflow as tf
 from keras import layers
 
 from vae_tutorial.models import GaussianEncoder, VariationalAutoencoder
-from vae_tutorial.priors import get_prior
+from vae_tutorial.priors import Prior, get_prior
 
 CONV_EVENT_SHAPE = (28, 28, 1)  # an image with its one channel, as convolutions take it
 
@@ -82,7 +82,7 @@ class ConvVAE(VariationalAutoencoder):
         self,
         latent_dim: int = 2,
         seed: int | None = None,
-        prior: str | dict = "normal",
+        prior: str | dict | Prior = "normal",
         **kwargs: Any,
     ) -> None:
         super().__init__(latent_dim, seed=seed, **kwargs)

@@ -18,7 +18,7 @@ from keras import layers
 
 from vae_tutorial.likelihoods import Likelihood, get_likelihood
 from vae_tutorial.losses import reparameterize
-from vae_tutorial.priors import get_prior
+from vae_tutorial.priors import Prior, get_prior
 from vae_tutorial.types_ import Array, Batch, TensorLike
 from vae_tutorial.validation import (
     check_batch_shape,
@@ -199,7 +199,8 @@ class VAE(VariationalAutoencoder):
     Calling it on a batch of shape ``(batch, input_dim)`` returns ``(logits, mu, log_var)``,
     so ``vae_loss(x, *vae(x))`` is the loss. Taught in notebook 03_the_model; ``likelihood``
     ("bernoulli", "gaussian", ...: :func:`vae_tutorial.get_likelihood`) in notebook
-    08_likelihoods_for_grey_pixels; ``prior`` ("normal", "mog", "vamp") in notebook 13.
+    08_likelihoods_for_grey_pixels; ``prior`` ("normal", "mog", "vamp") in notebook
+    13_priors_and_hierarchy.
     """
 
     def __init__(
@@ -209,7 +210,7 @@ class VAE(VariationalAutoencoder):
         input_dim: int = 784,
         seed: int | None = None,
         likelihood: str | dict | Likelihood = "bernoulli",
-        prior: str | dict = "normal",
+        prior: str | dict | Prior = "normal",
         **kwargs: Any,
     ) -> None:
         super().__init__(latent_dim, seed=seed, likelihood=likelihood, **kwargs)
