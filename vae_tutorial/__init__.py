@@ -44,6 +44,15 @@ from vae_tutorial.losses import (  # noqa: E402
 from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
+from vae_tutorial.hierarchical import (  # noqa: E402
+    HierarchicalVAE,
+    evaluate_hierarchical_elbo,
+    gaussian_kl_per_dimension,
+    hierarchical_elbo_terms,
+    hierarchical_iwae_bound,
+    hierarchical_step_terms,
+    precision_weighted,
+)
 from vae_tutorial.step import train_step  # noqa: E402
 from vae_tutorial.priors import (  # noqa: E402
     PRIORS,

@@ -138,6 +138,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--latent-dim", type=_positive_int, default=LATENT_DIM, help=DEF)
     train.add_argument(
+        "--top-latent-dim",
+        type=_positive_int,
+        default=None,
+        help="with --hierarchical: the top layer's size z2; --latent-dim is the bottom's z1 "
+        "(default: 2)",
+    )
+    train.add_argument(
         "--intermediate-dim",
         type=_int_list,
         default=None,
@@ -159,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run directory (default runs/<dataset>-latent<D>, "
         "runs/<dataset>-conv-latent<D> with --conv, runs/<dataset>-conditional-latent<D> "
-        "with --conditional; -mog- or -vamp- before latent<D> with --prior)",
+        "with --conditional, runs/<dataset>-hierarchical-latent<D> with --hierarchical; -mog- or "
+        "-vamp- before latent<D> with --prior)",
     )
     train.add_argument(
         "--tensorboard", action="store_true", help="write TensorBoard logs into OUT/tensorboard"
@@ -169,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--conditional",
         action="store_true",
         help="train the conditional VAE (MLP), conditioned on the dataset's labels",
+    )
+    train.add_argument(
+        "--hierarchical",
+        action="store_true",
+        help="train the two-layer hierarchical (ladder) VAE (MLP); see --top-latent-dim",
     )
     train.add_argument(
         "--likelihood",
@@ -373,6 +386,14 @@ def _train_config(args) -> RunConfig:
     if data_dir is not None:
         data_dir = str(Path(data_dir).expanduser().resolve())
     kind = "conv" if args.conv else "conditional" if args.conditional else "mlp"
+    if args.hierarchical:
+        if args.conv or args.conditional:
+            raise CLIError(
+                "--hierarchical trains the two-layer MLP VAE; it cannot be combined with "
+                f"{'--conv' if args.conv else '--conditional'}.",
+                exit_code=2,
+            )
+        kind = "hierarchical"
     if args.conv and args.conditional:
         raise CLIError(
             "--conditional trains the conditional MLP VAE; it cannot be combined with --conv.",
@@ -391,6 +412,7 @@ def _train_config(args) -> RunConfig:
             intermediate_dim=args.intermediate_dim or (None if args.conv else INTERMEDIATE_DIM),
             likelihood=args.likelihood,
             prior=args.prior,
+            top_latent_dim=args.top_latent_dim,
         )
         training = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
         check_binarize_for_likelihood(training.binarize, get_likelihood(model.likelihood))

@@ -62,13 +62,14 @@ def iwae_bound(model: keras.Model, x: Batch, k: int, seed: int | None = None) ->
     conditional model ``x`` is the pair ``(images, labels)`` and the bound is on
     log p(x | y) (notebook 10_conditional_vae). Taught in notebook 05_training_on_mnist.
     """
+    if hasattr(model, "iwae_bound"):  # a model with a bound of its own: HierarchicalVAE
+        return model.iwae_bound(x, k, seed=seed)
     k = check_int(k, "k", 1, fix="k is the number of importance samples, e.g. 5000.")
     with graph_errors_as_value_errors():
         x, labels = split_batch(x)
         x = tf.convert_to_tensor(x, tf.float32)
         mu, log_var = _encode(model, x, labels)
-        values_per_sample = max(1, int(np.prod(x.shape)))
-        chunk = max(1, min(k, _SAMPLE_BUDGET // values_per_sample))
+        chunk = max(1, min(k, _SAMPLE_BUDGET // max(1, int(np.prod(x.shape)))))
         log_weights = tf.concat(
             [
                 _log_importance_weights(model, x, labels, mu, log_var, min(chunk, k - start), seed)

@@ -14,6 +14,7 @@ import keras
 
 from vae_tutorial.conditional import ConditionalVAE
 from vae_tutorial.convolutional import ConvVAE
+from vae_tutorial.hierarchical import HierarchicalVAE
 from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.models import VAE
 from vae_tutorial.priors import check_prior_config
@@ -23,9 +24,11 @@ MODEL_CLASSES: dict[str, type[keras.Model]] = {
     "mlp": VAE,
     "conv": ConvVAE,
     "conditional": ConditionalVAE,
+    "hierarchical": HierarchicalVAE,
 }
 _MLP_WIDTHS = (128,)  # VAE's default, the original article's
 _NUM_CLASSES = 10
+_TOP_LATENT_DIM = 2
 
 
 @dataclass(frozen=True)
@@ -36,9 +39,11 @@ class ModelConfig:
     (:class:`ConditionalVAE`); ``intermediate_dim`` are the MLP's widths (None for "conv");
     ``likelihood`` is a name or config for :func:`get_likelihood`; ``num_classes`` is the
     conditional model's (None for the others); ``prior`` is a name or config for
-    :func:`get_prior` ("normal", "mog", "vamp"; notebook 13_priors_and_hierarchy). Validated
-    on creation; ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads one back.
-    Taught in notebook 05_training_on_mnist.
+    :func:`get_prior` ("normal", "mog", "vamp"; notebook 13_priors_and_hierarchy). For kind
+    "hierarchical" (:class:`HierarchicalVAE`) ``latent_dim`` is the bottom layer's size (z1)
+    and ``top_latent_dim`` the top's (z2; None for the others). Validated on creation;
+    ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads one back. Taught in
+    notebook 05_training_on_mnist.
     """
 
     kind: str = "mlp"
@@ -47,6 +52,7 @@ class ModelConfig:
     likelihood: str | dict = "bernoulli"
     num_classes: int | None = None
     prior: str | dict = "normal"  # a config.json without one: the N(0, I) of notebooks 02-12
+    top_latent_dim: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -56,11 +62,12 @@ class ModelConfig:
         set_(self, "likelihood", get_likelihood(self.likelihood).get_config())
         set_(self, "num_classes", self._classes(self.num_classes))
         set_(self, "prior", check_prior_config(self.prior))
-        if self.kind == "conditional" and self.prior != "normal":
+        if self.kind in ("conditional", "hierarchical") and self.prior != "normal":
             raise ValueError(
-                f"prior={self.prior!r} is p(z), and the conditional model's prior is N(0, I); "
-                "use prior='normal' with kind='conditional', or kind='mlp' or 'conv'."
+                f"prior={self.prior!r} is p(z), and the {self.kind} model's prior is its own; "
+                f"use prior='normal' with kind={self.kind!r}, or kind='mlp' or 'conv'."
             )
+        set_(self, "top_latent_dim", self._top_latent_dim(self.top_latent_dim))
 
     def _widths(self, widths: int | Sequence[int] | None) -> tuple[int, ...] | None:
         if self.kind == "conv":
@@ -83,18 +90,32 @@ class ModelConfig:
             return _NUM_CLASSES
         return check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
 
+    def _top_latent_dim(self, top: int | None) -> int | None:
+        if self.kind != "hierarchical":
+            if top is not None:
+                raise ValueError(
+                    f"top_latent_dim is the hierarchical model's; kind={self.kind!r} takes none."
+                )
+            return None
+        return (
+            _TOP_LATENT_DIM if top is None else check_int(top, "top_latent_dim", 1, fix="e.g. 2.")
+        )
+
     def build(self, seed: int | None = None) -> keras.Model:
         """A new, untrained model of these settings; ``seed`` seeds its sampling noise."""
         settings: dict[str, Any] = {
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood,
-            "prior": self.prior,
             "seed": seed,
         }
+        if self.prior != "normal":  # the kinds that carry a prior of their own
+            settings["prior"] = self.prior
         if self.intermediate_dim is not None:
             settings["intermediate_dim"] = list(self.intermediate_dim)
         if self.num_classes is not None:
             settings["num_classes"] = self.num_classes
+        if self.top_latent_dim is not None:
+            settings["latent_dims"] = (settings.pop("latent_dim"), self.top_latent_dim)
         return MODEL_CLASSES[self.kind](**settings)
 
     @classmethod
@@ -105,13 +126,15 @@ class ModelConfig:
         if kind is None or getattr(model, "input_dim", 784) != 784:
             return None
         config = model.get_config()
+        latent_dim, top_latent_dim = config.get("latent_dims", (config.get("latent_dim"), None))
         return cls(
             kind=kind,
-            latent_dim=config["latent_dim"],
+            latent_dim=latent_dim,
             intermediate_dim=config.get("intermediate_dim"),
             likelihood=config["likelihood"],
             num_classes=config.get("num_classes"),
             prior=config.get("prior", "normal"),
+            top_latent_dim=top_latent_dim,
         )
 
     @classmethod
@@ -124,6 +147,8 @@ class ModelConfig:
         settings = dataclasses.asdict(self)
         if self.intermediate_dim is not None:
             settings["intermediate_dim"] = list(self.intermediate_dim)
+        if self.top_latent_dim is None:  # absent, as in config.json files written before it
+            del settings["top_latent_dim"]
         return settings
 
     def describe(self) -> str:
@@ -133,5 +158,8 @@ class ModelConfig:
         if self.kind == "conv":
             return f"ConvVAE, latent_dim {self.latent_dim}{prior}"
         widths = "-".join(str(w) for w in self.intermediate_dim or ())
+        if self.kind == "hierarchical":
+            z1, z2 = self.latent_dim, self.top_latent_dim
+            return f"hierarchical MLP VAE 784-{widths}-{z1}-{widths}-{z2} (z1-z2)"
         kind = "conditional MLP VAE" if self.kind == "conditional" else "MLP VAE"
         return f"{kind} 784-{widths}-{self.latent_dim}{prior}"

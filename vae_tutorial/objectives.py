@@ -15,6 +15,11 @@ import keras
 import tensorflow as tf
 
 from vae_tutorial.evaluation import evaluate_elbo
+from vae_tutorial.hierarchical import (
+    HierarchicalVAE,
+    evaluate_hierarchical_elbo,
+    hierarchical_step_terms,
+)
 from vae_tutorial.prior_elbo import check_no_free_bits, evaluate_prior_elbo, prior_elbo_step_terms
 from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.step import train_step_terms
@@ -32,6 +37,8 @@ def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
         check_no_free_bits(config.free_bits)
         return prior_elbo_step_terms
+    if isinstance(model, HierarchicalVAE):  # two layers, two KLs (notebook 13)
+        return hierarchical_step_terms
     return train_step_terms
 
 
@@ -39,6 +46,8 @@ def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
     if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
         return evaluate_prior_elbo
+    if isinstance(model, HierarchicalVAE):
+        return evaluate_hierarchical_elbo
     return evaluate_elbo
 
 
