@@ -52,7 +52,7 @@ class StandardNormalPrior(keras.layers.Layer):
         return keras.random.normal((n, self.latent_dim), seed=seed)
 
     def get_config(self) -> str | dict:
-        """What rebuilds this prior with :func:`get_prior`: its name or its settings."""
+        """What rebuilds this prior with :func:`get_prior`: its name."""
         return self.spec_name
 
 
@@ -67,6 +67,7 @@ class GaussianMixturePrior(keras.layers.Layer):
     spec_name: str
 
     def components(self) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """``(log_weights (K,), means (K, D), log_vars (K, D))`` of the mixture."""
         raise NotImplementedError
 
     def log_prob(self, z: TensorLike) -> tf.Tensor:
@@ -91,6 +92,7 @@ class GaussianMixturePrior(keras.layers.Layer):
         return check_prior_config({"name": self.spec_name, **self.settings()})
 
     def settings(self) -> dict:
+        """The options it was built with, e.g. ``{"num_components": 10}``."""
         raise NotImplementedError
 
 
