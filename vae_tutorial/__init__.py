@@ -45,6 +45,7 @@ from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.hierarchical import (  # noqa: E402
+    Gaussian,
     HierarchicalVAE,
     evaluate_hierarchical_elbo,
     gaussian_kl_per_dimension,

@@ -94,7 +94,8 @@ class ModelConfig:
         if self.kind != "hierarchical":
             if top is not None:
                 raise ValueError(
-                    f"top_latent_dim is the hierarchical model's; kind={self.kind!r} takes none."
+                    "top_latent_dim is the size of the top layer of kind='hierarchical'; "
+                    f"kind={self.kind!r} has one latent layer: leave it out."
                 )
             return None
         return (
