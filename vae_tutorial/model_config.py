@@ -64,8 +64,8 @@ class ModelConfig:
         set_(self, "prior", check_prior_config(self.prior))
         if self.kind in ("conditional", "hierarchical") and self.prior != "normal":
             raise ValueError(
-                f"prior={self.prior!r} sets p(z), and kind={self.kind!r} keeps N(0, I) as its "
-                "prior; use prior='normal' with it, or kind='mlp' or 'conv'."
+                f"prior={self.prior!r} is p(z), and the {self.kind} model's prior is its own; "
+                f"use prior='normal' with kind={self.kind!r}, or kind='mlp' or 'conv'."
             )
         set_(self, "top_latent_dim", self._top_latent_dim(self.top_latent_dim))
 
@@ -107,9 +107,10 @@ class ModelConfig:
         settings: dict[str, Any] = {
             "latent_dim": self.latent_dim,
             "likelihood": self.likelihood,
-            "prior": self.prior,
             "seed": seed,
         }
+        if self.prior != "normal":  # the kinds that carry a prior of their own
+            settings["prior"] = self.prior
         if self.intermediate_dim is not None:
             settings["intermediate_dim"] = list(self.intermediate_dim)
         if self.num_classes is not None:

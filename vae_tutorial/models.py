@@ -183,13 +183,15 @@ class VariationalAutoencoder(keras.Model):
 
     def get_config(self) -> dict:
         """What ``type(model)(**config)`` rebuilds the model from (Keras saving)."""
-        return {
+        config = {
             "latent_dim": self.latent_dim,
             "seed": self.seed,
             "likelihood": self.likelihood.get_config(),
-            "prior": self.prior.get_config(),
             "name": self.name,
         }
+        if hasattr(self, "prior"):  # a hierarchical model's prior is its top layer, no option
+            config["prior"] = self.prior.get_config()
+        return config
 
 
 @keras.saving.register_keras_serializable(package="vae_tutorial")
