@@ -17,14 +17,18 @@ from vae_tutorial.convolutional import ConvVAE
 from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.models import VAE
 from vae_tutorial.validation import check_choice, check_hidden_sizes, check_int
+from vae_tutorial.vqvae import VQVAE, VectorQuantizer
 
 MODEL_CLASSES: dict[str, type[keras.Model]] = {
     "mlp": VAE,
     "conv": ConvVAE,
     "conditional": ConditionalVAE,
+    "vqvae": VQVAE,
 }
 _MLP_WIDTHS = (128,)  # VAE's default, the original article's
 _NUM_CLASSES = 10
+_NUM_CODES = 64  # VQVAE's default
+_VQ_FIXED = {"commitment": 0.25, "decay": 0.99, "restart_after": None}  # VQVAE's defaults
 
 
 @dataclass(frozen=True)
@@ -34,9 +38,10 @@ class ModelConfig:
     ``kind`` is "mlp" (:class:`VAE`), "conv" (:class:`ConvVAE`) or "conditional"
     (:class:`ConditionalVAE`); ``intermediate_dim`` are the MLP's widths (None for "conv");
     ``likelihood`` is a name or config for :func:`get_likelihood`; ``num_classes`` is the
-    conditional model's (None for the others). Validated on creation; ``build(seed)`` makes
-    the model, ``ModelConfig.of(model)`` reads one back. Taught in notebook
-    05_training_on_mnist.
+    conditional model's (None for the others); ``num_codes`` and ``ema`` the "vqvae"'s
+    (:class:`VQVAE`, whose ``code_dim`` is ``latent_dim``; None for the others). Validated on
+    creation; ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads one back.
+    Taught in notebook 05_training_on_mnist.
     """
 
     kind: str = "mlp"
@@ -44,6 +49,8 @@ class ModelConfig:
     intermediate_dim: Sequence[int] | None = None  # stored as a tuple
     likelihood: str | dict = "bernoulli"
     num_classes: int | None = None
+    num_codes: int | None = None
+    ema: bool | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -52,13 +59,16 @@ class ModelConfig:
         set_(self, "intermediate_dim", self._widths(self.intermediate_dim))
         set_(self, "likelihood", get_likelihood(self.likelihood).get_config())
         set_(self, "num_classes", self._classes(self.num_classes))
+        num_codes, ema = self._vq_settings()
+        set_(self, "num_codes", num_codes)
+        set_(self, "ema", ema)
 
     def _widths(self, widths: int | Sequence[int] | None) -> tuple[int, ...] | None:
-        if self.kind == "conv":
+        if self.kind in ("conv", "vqvae"):
             if widths is not None:
                 raise ValueError(
-                    "intermediate_dim sets the MLP's widths; it does not apply to kind='conv'; "
-                    "leave it out."
+                    "intermediate_dim sets the MLP's widths; it does not apply to "
+                    f"kind={self.kind!r}; leave it out."
                 )
             return None
         return _MLP_WIDTHS if widths is None else tuple(check_hidden_sizes(widths))
@@ -74,6 +84,17 @@ class ModelConfig:
             return _NUM_CLASSES
         return check_int(num_classes, "num_classes", 2, fix="e.g. 10 for MNIST.")
 
+    def _vq_settings(self) -> tuple[int | None, bool | None]:
+        """The VQ-VAE's ``num_codes`` and ``ema``, checked as its quantizer checks them."""
+        if self.kind != "vqvae":
+            for name in ("num_codes", "ema"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is the VQ-VAE's; kind={self.kind!r} takes none.")
+            return None, None
+        num_codes = _NUM_CODES if self.num_codes is None else self.num_codes
+        quantizer = VectorQuantizer(num_codes, self.latent_dim, ema=self.ema or False)
+        return quantizer.num_codes, quantizer.ema
+
     def build(self, seed: int | None = None) -> keras.Model:
         """A new, untrained model of these settings; ``seed`` seeds its sampling noise."""
         settings: dict[str, Any] = {
@@ -85,6 +106,9 @@ class ModelConfig:
             settings["intermediate_dim"] = list(self.intermediate_dim)
         if self.num_classes is not None:
             settings["num_classes"] = self.num_classes
+        if self.kind == "vqvae":
+            settings["code_dim"] = settings.pop("latent_dim")
+            settings.update(num_codes=self.num_codes, ema=self.ema)
         return MODEL_CLASSES[self.kind](**settings)
 
     @classmethod
@@ -95,6 +119,13 @@ class ModelConfig:
         if kind is None or getattr(model, "input_dim", 784) != 784:
             return None
         config = model.get_config()
+        if kind == "vqvae":
+            if any(config[k] != v for k, v in _VQ_FIXED.items()):
+                return None  # a quantizer setting a ModelConfig does not hold
+            return cls(
+                kind=kind, latent_dim=config["code_dim"], likelihood=config["likelihood"],
+                num_codes=config["num_codes"], ema=config["ema"],
+            )  # fmt: skip
         return cls(
             kind=kind,
             latent_dim=config["latent_dim"],
@@ -119,6 +150,9 @@ class ModelConfig:
         """One line for a log: e.g. "MLP VAE 784-512-2", "ConvVAE, latent_dim 2"."""
         if self.kind == "conv":
             return f"ConvVAE, latent_dim {self.latent_dim}"
+        if self.kind == "vqvae":
+            ema = ", EMA codebook" if self.ema else ""
+            return f"VQ-VAE, 7x7 codes out of {self.num_codes} of dimension {self.latent_dim}{ema}"
         widths = "-".join(str(w) for w in self.intermediate_dim or ())
         kind = "conditional MLP VAE" if self.kind == "conditional" else "MLP VAE"
         return f"{kind} 784-{widths}-{self.latent_dim}"

@@ -18,6 +18,7 @@ from vae_tutorial.evaluation import evaluate_elbo
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
+from vae_tutorial.vqvae import VQVAE, check_vq_training, evaluate_vq_elbo, vq_step_terms
 
 # step(model, optimizer, x, beta, *, free_bits) -> batch means (loss, reconstruction, kl)
 StepTerms = Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
@@ -27,11 +28,16 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     """The step fit trains ``model`` with under ``config``."""
+    if isinstance(model, VQVAE):  # notebook 14_vq_vae: no KL, a codebook
+        check_vq_training(config)
+        return vq_step_terms
     return train_step_terms
 
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if isinstance(model, VQVAE):
+        return evaluate_vq_elbo
     return evaluate_elbo
 
 
