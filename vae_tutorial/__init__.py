@@ -45,6 +45,14 @@ from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
 from vae_tutorial.step import train_step  # noqa: E402
+from vae_tutorial.vqvae import (  # noqa: E402
+    VQVAE,
+    VectorQuantizer,
+    codebook_usage,
+    evaluate_vq_elbo,
+    vq_step_terms,
+)
+from vae_tutorial.pixelcnn import MaskedConv2D, PixelCNNPrior, train_prior  # noqa: E402
 
 # -- data --
 from vae_tutorial.data import (  # noqa: E402
