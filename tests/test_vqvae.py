@@ -4,7 +4,11 @@ and its training by fit (both runners, resume) and its bound."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 import tensorflow as tf
 from helpers import TEST, TRAIN
 
-from vae_tutorial import ModelConfig, TrainingConfig, fit
+from vae_tutorial import ModelConfig, TrainingConfig, cli, fit
 from vae_tutorial.batching import held_out_batches
 from vae_tutorial.vqvae import (
     VQVAE,
@@ -260,3 +264,59 @@ def test_the_held_out_kl_of_the_uniform_prior_is_49_log_k(small_model):
     log_px = model.likelihood.log_prob(x, model.decode(model.encode(x)[1])).numpy()
     assert scores["log_likelihood"] == pytest.approx(log_px.mean(), rel=1e-5)
     assert scores["elbo"] == pytest.approx(log_px.mean() - 49 * math.log(8), rel=1e-5)
+
+
+REPO = Path(__file__).resolve().parents[1]
+CLI_RUN = ["train", "--model", "vqvae", "--limit-train", "256", "--limit-test", "128"]
+
+
+def run_cli(*args):
+    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
+    env.update(VAE_TUTORIAL_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_cli_trains_a_vqvae_resumes_it_and_draws_its_figures(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli(*CLI_RUN, "--epochs", "1", "--no-figures", "--out", out)
+    assert first.returncode == 0, first.stdout + first.stderr
+    config = json.loads((out / "config.json").read_text())["model"]
+    assert config["kind"] == "vqvae" and config["num_codes"] == 64 and config["latent_dim"] == 16
+    second = run_cli(*CLI_RUN, "--epochs", "2", "--out", out)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Resumed from" in second.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["finished"]
+    assert {p.name for p in out.glob("*.png")} == {
+        "loss_curves.png", "reconstructions.png", "samples.png"
+    }  # fmt: skip
+
+
+def cli_error(args, capsys):
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as exit_:
+        code = exit_.code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code not in (0, None) and len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [
+        (["--model", "vqvae", "--conv"], "--conv and --model vqvae"),
+        (["--model", "vqvae", "--beta", "2"], "--beta"),
+        (["--model", "vqvae", "--kl-warmup-epochs", "3"], "--kl-warmup-epochs"),
+        (["--model", "vqvae", "--intermediate-dim", "64"], "does not apply"),
+        (["--num-codes", "16"], "--num-codes is the VQ-VAE's"),
+        (["--ema"], "--ema is the VQ-VAE's"),
+        (["--model", "vqvae", "--num-codes", "1"], "expected an integer >= 2"),
+    ],
+)
+def test_the_cli_refuses_what_a_vqvae_does_not_combine_with(args, match, capsys, tmp_path):
+    assert match in cli_error(["train", *args, "--out", tmp_path / "run"], capsys)
