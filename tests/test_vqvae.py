@@ -166,8 +166,10 @@ def test_codebook_usage_is_the_fraction_used_and_the_perplexity():
     assert perplexity == pytest.approx(math.exp(entropy), rel=1e-12)
     with pytest.raises(ValueError, match="num_codes"):
         codebook_usage(codes, 5)
-    with pytest.raises(ValueError, match="ints"):
+    with pytest.raises(TypeError, match="ints"):
         codebook_usage(np.array([0.5]), 4)
+    with pytest.raises(ValueError, match="empty"):
+        codebook_usage(np.array([], int), 4)
 
 
 @pytest.mark.parametrize(
@@ -324,3 +326,14 @@ def cli_error(args, capsys):
 )
 def test_the_cli_refuses_what_a_vqvae_does_not_combine_with(args, match, capsys, tmp_path):
     assert match in cli_error(["train", *args, "--out", tmp_path / "run"], capsys)
+
+
+def test_decoding_codes_out_of_range_or_of_another_shape_is_refused(small_model):
+    model = small_model[0]
+    assert model.decode(np.full((2, 7, 7), 7)).shape == (2, 28, 28, 1)
+    with pytest.raises(ValueError, match=r"lie in \[0, 7\]"):
+        model.decode(np.full((1, 7, 7), 8))
+    with pytest.raises(ValueError, match=r"shape \(n, 7, 7\)"):
+        model.decode(np.zeros((1, 49), int))
+    with pytest.raises(ValueError, match="n must be an int >= 1"):
+        model.sample(0)

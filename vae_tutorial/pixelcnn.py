@@ -20,6 +20,7 @@ from keras import layers
 
 from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import check_choice, check_int
+from vae_tutorial.vqvae import check_codes
 
 MASK_TYPES = ("A", "B")
 
@@ -98,19 +99,7 @@ class PixelCNNPrior(keras.Model):
 
     def checked_codes(self, codes: TensorLike) -> tf.Tensor:
         """``codes`` as int32 (n, rows, cols), each in [0, num_codes); a clear error if not."""
-        array = np.asarray(codes)
-        if not np.issubdtype(array.dtype, np.integer):
-            raise TypeError(f"codes must be ints, got dtype {array.dtype}.")
-        if array.ndim != 3 or array.shape[1:] != self.grid:
-            raise ValueError(
-                f"codes must have shape (n, {self.grid[0]}, {self.grid[1]}), got {array.shape}."
-            )
-        if array.size and (array.min() < 0 or array.max() >= self.num_codes):
-            raise ValueError(
-                f"codes must lie in [0, {self.num_codes - 1}], got {array.min()}..{array.max()}; "
-                "build the prior with the VQ-VAE's num_codes."
-            )
-        return tf.constant(array, tf.int32)
+        return tf.constant(check_codes(codes, self.num_codes, self.grid))
 
     def log_prob(self, codes: TensorLike) -> tf.Tensor:
         """log p(codes) per grid, shape (n,): the sum over positions of log p(c_p | c_<p)."""

@@ -28,6 +28,7 @@ from keras import layers
 
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.convolutional import CONV_EVENT_SHAPE
+from vae_tutorial.likelihoods import Likelihood
 from vae_tutorial.models import VariationalAutoencoder
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch, Seed, TensorLike
@@ -42,6 +43,26 @@ class CodePrior(Protocol):
     def log_prob(self, codes: TensorLike) -> tf.Tensor: ...
 
     def sample(self, n: int, seed: Seed = None) -> tf.Tensor: ...
+
+
+def check_codes(
+    codes: TensorLike, num_codes: int, grid: tuple[int, ...] | None = None
+) -> np.ndarray:
+    """Require ints in [0, num_codes) (and, given ``grid``, of shape (n, *grid)); return them
+    as an int32 array. Taught in notebook 14_vq_vae."""
+    array = np.asarray(codes)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"codes must be ints (code indices), got dtype {array.dtype}.")
+    if grid is not None and (array.ndim != len(grid) + 1 or array.shape[1:] != tuple(grid)):
+        raise ValueError(
+            f"codes must have shape (n, {', '.join(map(str, grid))}), got {array.shape}."
+        )
+    if array.size and (array.min() < 0 or array.max() >= num_codes):
+        raise ValueError(
+            f"codes must lie in [0, {num_codes - 1}], got {array.min()}..{array.max()}; "
+            "use the quantizer's num_codes."
+        )
+    return array.astype(np.int32)
 
 
 def nearest_codes(z_e: TensorLike, codebook: TensorLike) -> tf.Tensor:
@@ -135,7 +156,7 @@ class VectorQuantizer(keras.layers.Layer):
         if self.ema:  # counts 1 and sums the codebook: the averages start at the codebook
             self.ema_counts = self.add_weight((k,), "ones", trainable=False, name="ema_counts")
             self.ema_sums = self.add_weight(
-                (k, d), lambda *_, **__: tf.identity(self.codebook), trainable=False,
+                (k, d), lambda shape, dtype=None: tf.identity(self.codebook), trainable=False,
                 name="ema_sums",
             )  # fmt: skip
         if self.restart_after is not None:
@@ -244,7 +265,7 @@ class VQVAE(VariationalAutoencoder):
         commitment: float = 0.25,
         decay: float = 0.99,
         restart_after: int | None = None,
-        likelihood: Any = "bernoulli",
+        likelihood: str | dict | Likelihood = "bernoulli",
         **kwargs: Any,
     ) -> None:
         super().__init__(code_dim, seed=seed, likelihood=likelihood, **kwargs)
@@ -277,7 +298,7 @@ class VQVAE(VariationalAutoencoder):
 
     def decode(self, codes: TensorLike) -> tf.Tensor:
         """Decoder output (Bernoulli logits by default) for code grids (n, 7, 7)."""
-        return self.decoder(self.quantizer.lookup(tf.convert_to_tensor(codes, tf.int32)))
+        return self.decoder(self.quantizer.lookup(check_codes(codes, self.num_codes, GRID)))
 
     def reconstruct(self, x: TensorLike) -> tf.Tensor:
         """The likelihood's mean decoded from each image's codes."""
@@ -286,6 +307,7 @@ class VQVAE(VariationalAutoencoder):
     def sample(self, n: int, prior: CodePrior | None = None) -> tf.Tensor:
         """The likelihood's mean of ``n`` images decoded from codes drawn from ``prior``
         (None: the uniform prior of the training objective)."""
+        n = check_int(n, "n", 1, fix="e.g. 64.")
         if prior is not None:
             codes = prior.sample(n, seed=self.seed_generator)
         else:
@@ -391,14 +413,9 @@ def codebook_usage(codes: TensorLike, num_codes: int) -> tuple[float, float]:
     equally, 1 when one code is used. Taught in notebook 14_vq_vae.
     """
     num_codes = check_int(num_codes, "num_codes", 1, fix="the quantizer's num_codes.")
-    codes = np.asarray(codes).ravel()
-    if codes.size == 0 or not np.issubdtype(codes.dtype, np.integer):
-        raise ValueError(f"codes must be a non-empty array of ints, got dtype {codes.dtype}.")
-    if codes.min() < 0 or codes.max() >= num_codes:
-        raise ValueError(
-            f"codes must lie in [0, {num_codes - 1}], got {codes.min()}..{codes.max()}; "
-            "pass the quantizer's num_codes."
-        )
+    codes = check_codes(codes, num_codes).ravel()
+    if codes.size == 0:
+        raise ValueError("codes is empty; pass the codes of at least one image.")
     frequencies = np.bincount(codes, minlength=num_codes) / codes.size
     used = frequencies[frequencies > 0]
     return len(used) / num_codes, float(np.exp(-np.sum(used * np.log(used))))
