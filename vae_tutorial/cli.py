@@ -358,8 +358,8 @@ def _metrics(data, config: RunConfig, history: list[dict], previous: dict | None
 
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
     conditional = getattr(model, "num_classes", None) is not None
-    gaussian_latent = not conditional and not isinstance(model, VQVAE)
-    figures = {"loss_curves.png": lambda: vt.plot_history(history)}
+    vq = isinstance(model, VQVAE)  # no KL, no continuous latent: no curves of them, no scatter
+    figures = {} if vq else {"loss_curves.png": lambda: vt.plot_history(history)}
     if conditional:  # one class a row; the scatter and manifold would need a label each
         figures["samples.png"] = lambda: vt.plot_class_samples(model, class_names=data.class_names)
     else:
@@ -367,7 +367,7 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
             model, data.test_images, n=10
         )
         figures["samples.png"] = lambda: vt.plot_samples(model, n=64)
-    if model.latent_dim == 2 and gaussian_latent:
+    if model.latent_dim == 2 and not conditional and not vq:
         n = min(len(data.test_images), SCATTER_IMAGES)
         figures["latent_scatter.png"] = lambda: vt.plot_latent_scatter(
             model, data.test_images[:n], data.test_labels[:n], class_names=data.class_names
