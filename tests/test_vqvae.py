@@ -321,9 +321,13 @@ def cli_error(args, capsys):
         (["--num-codes", "16"], "--num-codes is the VQ-VAE's"),
         (["--ema"], "--ema is the VQ-VAE's"),
         (["--model", "vqvae", "--num-codes", "1"], "expected an integer >= 2"),
+        (["--model", "vqvae", "--strategy", "mirrored", "--limit-train", "64"], "closed-form ELBO"),
     ],
 )
-def test_the_cli_refuses_what_a_vqvae_does_not_combine_with(args, match, capsys, tmp_path):
+def test_the_cli_refuses_what_a_vqvae_does_not_combine_with(
+    args, match, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
     assert match in cli_error(["train", *args, "--out", tmp_path / "run"], capsys)
 
 
