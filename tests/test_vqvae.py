@@ -18,6 +18,7 @@ from helpers import TEST, TRAIN
 
 from vae_tutorial import ModelConfig, TrainingConfig, cli, fit
 from vae_tutorial.batching import held_out_batches
+from vae_tutorial.step import prepare_for_training
 from vae_tutorial.vqvae import (
     VQVAE,
     VectorQuantizer,
@@ -340,3 +341,18 @@ def test_decoding_codes_out_of_range_or_of_another_shape_is_refused(small_model)
         model.decode(np.zeros((1, 49), int))
     with pytest.raises(ValueError, match="n must be an int >= 1"):
         model.sample(0)
+
+
+def test_a_compiled_step_restarts_the_codes_its_batch_left_unused(small_model):
+    keras.utils.set_random_seed(0)
+    model = VQVAE(num_codes=64, code_dim=3, seed=0, ema=True, restart_after=1)
+    x = small_model[1]
+    z_e, codes = model.encode(x)
+    unused = np.setdiff1d(np.arange(64), codes.numpy().ravel())
+    assert len(unused) > 0
+    optimizer = keras.optimizers.Adam(1e-3)
+    prepare_for_training(model, optimizer, x)
+    tf.function(vq_step_terms)(model, optimizer, x)
+    rows = z_e.numpy().reshape(-1, 3)
+    for vector in model.quantizer.codebook.numpy()[unused]:
+        assert np.abs(rows - vector).max(axis=1).min() < 1e-6, vector
