@@ -343,6 +343,7 @@ def test_decoding_codes_out_of_range_or_of_another_shape_is_refused(small_model)
         model.sample(0)
 
 
+@pytest.mark.slow
 def test_a_compiled_step_restarts_the_codes_its_batch_left_unused(small_model):
     keras.utils.set_random_seed(0)
     model = VQVAE(num_codes=64, code_dim=3, seed=0, ema=True, restart_after=1)
