@@ -35,12 +35,13 @@ from vae_tutorial.distributed import is_chief  # noqa: E402
 from vae_tutorial.environment import data_dir as env_data_dir  # noqa: E402
 from vae_tutorial.iwae import ESTIMATORS  # noqa: E402
 from vae_tutorial.likelihoods import LIKELIHOODS, get_likelihood  # noqa: E402
-from vae_tutorial.model_config import ModelConfig  # noqa: E402
+from vae_tutorial.model_config import MODEL_CLASSES, ModelConfig  # noqa: E402
 from vae_tutorial.objectives import elbo_evaluator_for  # noqa: E402
 from vae_tutorial.ood import ood_table  # noqa: E402
 from vae_tutorial.priors import PRIORS  # noqa: E402
 from vae_tutorial.training_config import OBJECTIVES, TrainingConfig  # noqa: E402
 from vae_tutorial.validation import check_binarize_for_likelihood, check_int  # noqa: E402
+from vae_tutorial.vqvae import VQVAE, check_vq_training  # noqa: E402
 
 DATASETS = ("mnist", "fashion_mnist")
 OOD_DATA = (*DATASETS, "noise")
@@ -51,6 +52,7 @@ OOD_BATCH = 10  # images per batch of the typicality test
 # CPU on the 60,000 Fashion-MNIST images.
 CLI_EPOCHS = 30
 LATENT_DIM = 2
+VQ_CODE_DIM = 16  # --model vqvae: each code vector's dimension
 INTERMEDIATE_DIM = [512]
 SCATTER_IMAGES = 5000
 STRATEGIES = ("none", "mirrored", "multi-worker")
@@ -142,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder with the dataset's IDX files or .npz (default: $VAE_TUTORIAL_DATA_DIR; "
         "unset: download, or offline the dataset's bundled sample)",
     )
-    train.add_argument("--latent-dim", type=_positive_int, default=LATENT_DIM, help=DEF)
+    train.add_argument(
+        "--latent-dim",
+        type=_positive_int,
+        default=None,
+        help=f"(default: {LATENT_DIM}; with --model vqvae each code vector's dimension, "
+        f"default {VQ_CODE_DIM})",
+    )
     train.add_argument(
         "--top-latent-dim",
         type=_positive_int,
@@ -192,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--hierarchical",
         action="store_true",
         help="train the two-layer hierarchical (ladder) VAE (MLP); see --top-latent-dim",
+    )
+    train.add_argument(
+        "--model",
+        choices=tuple(MODEL_CLASSES),
+        default=None,
+        help="the model to train (default: mlp; --conv, --conditional and --hierarchical "
+        "choose the others); vqvae: the VQ-VAE, a 7x7 grid of discrete codes",
+    )
+    train.add_argument(
+        "--num-codes",
+        type=_int_at_least(2),
+        default=None,
+        help="--model vqvae: the codebook's size K (default 64)",
+    )
+    train.add_argument(
+        "--ema",
+        action="store_true",
+        help="--model vqvae: learn the codebook by moving averages instead of its loss",
     )
     train.add_argument(
         "--likelihood",
@@ -371,7 +397,8 @@ def _metrics(data, config: RunConfig, history: list[dict], previous: dict | None
 
 def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
     conditional = getattr(model, "num_classes", None) is not None
-    figures = {"loss_curves.png": lambda: vt.plot_history(history)}
+    vq = isinstance(model, VQVAE)  # no KL, no continuous latent: no curves of them, no scatter
+    figures = {} if vq else {"loss_curves.png": lambda: vt.plot_history(history)}
     if conditional:  # one class a row; the scatter and manifold would need a label each
         figures["samples.png"] = lambda: vt.plot_class_samples(model, class_names=data.class_names)
     else:
@@ -379,7 +406,7 @@ def _save_figures(out: Path, model, data, history: list[dict]) -> list[str]:
             model, data.test_images, n=10
         )
         figures["samples.png"] = lambda: vt.plot_samples(model, n=64)
-    if model.latent_dim == 2 and not conditional:
+    if model.latent_dim == 2 and not conditional and not vq:
         n = min(len(data.test_images), SCATTER_IMAGES)
         figures["latent_scatter.png"] = lambda: vt.plot_latent_scatter(
             model, data.test_images[:n], data.test_labels[:n], class_names=data.class_names
@@ -422,23 +449,34 @@ def _train_config(args) -> RunConfig:
             "drop --prior or --conditional.",
             exit_code=2,
         )
+    if args.model is not None and kind not in ("mlp", args.model):
+        raise CLIError(
+            f"--{kind} and --model {args.model} choose two models; give one of them.", exit_code=2
+        )
+    kind = args.model or kind
+    latent_dim = args.latent_dim or (VQ_CODE_DIM if kind == "vqvae" else LATENT_DIM)
     try:
         model = ModelConfig(
             kind=kind,
-            latent_dim=args.latent_dim,
-            intermediate_dim=args.intermediate_dim or (None if args.conv else INTERMEDIATE_DIM),
+            latent_dim=latent_dim,
+            intermediate_dim=args.intermediate_dim
+            or (INTERMEDIATE_DIM if kind in ("mlp", "conditional") else None),
             likelihood=args.likelihood,
             prior=args.prior,
             top_latent_dim=args.top_latent_dim,
+            num_codes=args.num_codes,
+            ema=True if args.ema else None,
         )
         training = TrainingConfig(**{f.name: getattr(args, f.name) for f in TRAINING_FIELDS})
         check_binarize_for_likelihood(training.binarize, get_likelihood(model.likelihood))
+        if kind == "vqvae":
+            check_vq_training(training)
     except (TypeError, ValueError) as error:
         raise CLIError(_as_flags(str(error)), exit_code=2) from None
     out = args.out
     if out is None:
         prefix = "".join(f"{part}-" for part in (kind, args.prior) if part not in ("mlp", "normal"))
-        out = f"runs/{args.dataset}-{prefix}latent{args.latent_dim}"
+        out = f"runs/{args.dataset}-{prefix}latent{latent_dim}"
     return RunConfig(
         data={
             "dataset": args.dataset,
@@ -580,7 +618,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"Test ELBO after epoch {last['epoch']}: {last['test_elbo']:.2f} nats per image "
             f"(train loss {last['train_loss']:.2f})."
         )
-    print(f"Estimate log p(x): python -m vae_tutorial evaluate --out {out} --k 1000")
+    if not isinstance(model, VQVAE):
+        print(f"Estimate log p(x): python -m vae_tutorial evaluate --out {out} --k 1000")
     return 0
 
 
@@ -591,6 +630,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(
             f"{out / 'config.json'} not found: --out must be a directory written by "
             "`python -m vae_tutorial train`."
+        )
+    if config.model.kind == "vqvae":
+        raise CLIError(
+            "evaluate importance-samples a Gaussian latent; a VQ-VAE's one-hot codes need no "
+            f"sampling (KL = 49 log K): its test ELBO is test_elbo in {out / 'metrics.json'}."
         )
     checkpoint = _latest_checkpoint(out)
     if checkpoint is None:

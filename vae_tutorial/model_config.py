@@ -19,16 +19,20 @@ from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.models import VAE
 from vae_tutorial.priors import check_prior_config
 from vae_tutorial.validation import check_choice, check_hidden_sizes, check_int
+from vae_tutorial.vqvae import VQVAE, VectorQuantizer
 
 MODEL_CLASSES: dict[str, type[keras.Model]] = {
     "mlp": VAE,
     "conv": ConvVAE,
     "conditional": ConditionalVAE,
     "hierarchical": HierarchicalVAE,
+    "vqvae": VQVAE,
 }
 _MLP_WIDTHS = (128,)  # VAE's default, the original article's
 _NUM_CLASSES = 10
 _TOP_LATENT_DIM = 2
+_NUM_CODES = 64  # VQVAE's default
+_VQ_FIXED = {"commitment": 0.25, "decay": 0.99, "restart_after": None}  # VQVAE's defaults
 
 
 @dataclass(frozen=True)
@@ -41,9 +45,10 @@ class ModelConfig:
     conditional model's (None for the others); ``prior`` is a name or config for
     :func:`get_prior` ("normal", "mog", "vamp"; notebook 13_priors_and_hierarchy). For kind
     "hierarchical" (:class:`HierarchicalVAE`) ``latent_dim`` is the bottom layer's size (z1)
-    and ``top_latent_dim`` the top's (z2; None for the others). Validated on creation;
-    ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads one back. Taught in
-    notebook 05_training_on_mnist.
+    and ``top_latent_dim`` the top's (z2; None for the others); ``num_codes`` and ``ema`` are
+    the "vqvae"'s (:class:`VQVAE`, whose ``code_dim`` is ``latent_dim``; None for the others).
+    Validated on creation; ``build(seed)`` makes the model, ``ModelConfig.of(model)`` reads
+    one back. Taught in notebook 05_training_on_mnist.
     """
 
     kind: str = "mlp"
@@ -53,6 +58,8 @@ class ModelConfig:
     num_classes: int | None = None
     prior: str | dict = "normal"  # a config.json without one: the N(0, I) of notebooks 02-12
     top_latent_dim: int | None = None
+    num_codes: int | None = None
+    ema: bool | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: store the normalised values
@@ -62,19 +69,22 @@ class ModelConfig:
         set_(self, "likelihood", get_likelihood(self.likelihood).get_config())
         set_(self, "num_classes", self._classes(self.num_classes))
         set_(self, "prior", check_prior_config(self.prior))
-        if self.kind in ("conditional", "hierarchical") and self.prior != "normal":
+        if self.kind in ("conditional", "hierarchical", "vqvae") and self.prior != "normal":
             raise ValueError(
                 f"prior={self.prior!r} is p(z), and the {self.kind} model's prior is its own; "
                 f"use prior='normal' with kind={self.kind!r}, or kind='mlp' or 'conv'."
             )
         set_(self, "top_latent_dim", self._top_latent_dim(self.top_latent_dim))
+        num_codes, ema = self._vq_settings()
+        set_(self, "num_codes", num_codes)
+        set_(self, "ema", ema)
 
     def _widths(self, widths: int | Sequence[int] | None) -> tuple[int, ...] | None:
-        if self.kind == "conv":
+        if self.kind in ("conv", "vqvae"):
             if widths is not None:
                 raise ValueError(
-                    "intermediate_dim sets the MLP's widths; it does not apply to kind='conv'; "
-                    "leave it out."
+                    "intermediate_dim sets the MLP's widths; it does not apply to "
+                    f"kind={self.kind!r}; leave it out."
                 )
             return None
         return _MLP_WIDTHS if widths is None else tuple(check_hidden_sizes(widths))
@@ -102,6 +112,17 @@ class ModelConfig:
             _TOP_LATENT_DIM if top is None else check_int(top, "top_latent_dim", 1, fix="e.g. 2.")
         )
 
+    def _vq_settings(self) -> tuple[int | None, bool | None]:
+        """The VQ-VAE's ``num_codes`` and ``ema``, checked as its quantizer checks them."""
+        if self.kind != "vqvae":
+            for name in ("num_codes", "ema"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is the VQ-VAE's; kind={self.kind!r} takes none.")
+            return None, None
+        num_codes = _NUM_CODES if self.num_codes is None else self.num_codes
+        quantizer = VectorQuantizer(num_codes, self.latent_dim, ema=self.ema or False)
+        return quantizer.num_codes, quantizer.ema
+
     def build(self, seed: int | None = None) -> keras.Model:
         """A new, untrained model of these settings; ``seed`` seeds its sampling noise."""
         settings: dict[str, Any] = {
@@ -117,6 +138,9 @@ class ModelConfig:
             settings["num_classes"] = self.num_classes
         if self.top_latent_dim is not None:
             settings["latent_dims"] = (settings.pop("latent_dim"), self.top_latent_dim)
+        if self.kind == "vqvae":
+            settings["code_dim"] = settings.pop("latent_dim")
+            settings.update(num_codes=self.num_codes, ema=self.ema)
         return MODEL_CLASSES[self.kind](**settings)
 
     @classmethod
@@ -127,6 +151,13 @@ class ModelConfig:
         if kind is None or getattr(model, "input_dim", 784) != 784:
             return None
         config = model.get_config()
+        if kind == "vqvae":
+            if any(config[k] != v for k, v in _VQ_FIXED.items()):
+                return None  # a quantizer setting a ModelConfig does not hold
+            return cls(
+                kind=kind, latent_dim=config["code_dim"], likelihood=config["likelihood"],
+                num_codes=config["num_codes"], ema=config["ema"],
+            )  # fmt: skip
         latent_dim, top_latent_dim = config.get("latent_dims", (config.get("latent_dim"), None))
         return cls(
             kind=kind,
@@ -158,6 +189,9 @@ class ModelConfig:
         prior = "" if prior == "normal" else f", prior {prior}"
         if self.kind == "conv":
             return f"ConvVAE, latent_dim {self.latent_dim}{prior}"
+        if self.kind == "vqvae":
+            ema = ", EMA codebook" if self.ema else ""
+            return f"VQ-VAE, 7x7 codes out of {self.num_codes} of dimension {self.latent_dim}{ema}"
         widths = "-".join(str(w) for w in self.intermediate_dim or ())
         if self.kind == "hierarchical":
             z1, z2 = self.latent_dim, self.top_latent_dim

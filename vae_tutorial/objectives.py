@@ -28,6 +28,7 @@ from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.step import train_step_terms
 from vae_tutorial.training_config import TrainingConfig
 from vae_tutorial.types_ import Batch
+from vae_tutorial.vqvae import VQVAE, check_vq_training, evaluate_vq_elbo, vq_step_terms
 
 # step(model, optimizer, x, beta, *, free_bits) -> batch means (loss, reconstruction, kl)
 StepTerms = Callable[..., tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
@@ -38,6 +39,9 @@ ElboEvaluator = Callable[[keras.Model, Iterable[Batch]], dict]
 def step_terms_for(model: keras.Model, config: TrainingConfig) -> StepTerms:
     """The step fit trains ``model`` with under ``config``: ``objective="iwae"`` trains the
     importance-weighted bound with ``config.k`` samples (notebook 12)."""
+    if isinstance(model, VQVAE):  # notebook 14_vq_vae: no KL, a codebook
+        check_vq_training(config)
+        return vq_step_terms
     if isinstance(model, HierarchicalVAE):  # two layers, two KLs (notebook 13)
         if config.objective == "iwae":
             raise ValueError(
@@ -66,6 +70,8 @@ def _iwae_step(k: int, estimator: str) -> StepTerms:
 
 def elbo_evaluator_for(model: keras.Model) -> ElboEvaluator:
     """How fit scores ``model``'s held-out ELBO after every epoch."""
+    if isinstance(model, VQVAE):
+        return evaluate_vq_elbo
     if isinstance(model, HierarchicalVAE):
         return evaluate_hierarchical_elbo
     if not has_standard_normal_prior(model):  # a learned prior: a Monte Carlo KL (notebook 13)
