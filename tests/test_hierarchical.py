@@ -381,7 +381,7 @@ def test_a_one_layer_config_json_without_top_latent_dim_still_loads():
     saved = {"kind": "mlp", "latent_dim": 2, "intermediate_dim": [512], "likelihood": "bernoulli",
              "num_classes": None}  # fmt: skip
     config = vt.ModelConfig.from_dict(saved)
-    assert config.top_latent_dim is None and config.as_dict() == saved
+    assert config.top_latent_dim is None and config.as_dict() == {**saved, "prior": "normal"}
 
 
 @pytest.mark.parametrize(

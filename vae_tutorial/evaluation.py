@@ -20,7 +20,6 @@ from vae_tutorial.priors import log_prior
 from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int, graph_errors_as_value_errors
 
-# elbo_terms(model, batch) -> per-image (log p(x | z), KL), as evaluate_elbo sums them
 ElboTerms = Callable[[keras.Model, Batch], tuple[tf.Tensor, tf.Tensor]]
 # Floats of decoder output held at once by iwae_bound: 2**23 floats = 32 MB per tensor.
 _SAMPLE_BUDGET = 2**23
@@ -61,9 +60,9 @@ def iwae_bound(model: keras.Model, x: Batch, k: int, seed: int | None = None) ->
     L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
     drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
     ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``; p(z) is its
-    ``prior`` (notebook 13_priors_and_hierarchy), N(0, I) if it has none. For a
-    conditional model ``x`` is the pair ``(images, labels)`` and the bound is on
-    log p(x | y) (notebook 10_conditional_vae). Taught in notebook 05_training_on_mnist.
+    ``prior`` (notebook 13_priors_and_hierarchy), N(0, I) if it has none. For a conditional
+    model ``x`` is ``(images, labels)`` and the bound is on log p(x | y) (notebook
+    10_conditional_vae). Taught in notebook 05_training_on_mnist.
     """
     if hasattr(model, "iwae_bound"):  # a model with a bound of its own: HierarchicalVAE
         return model.iwae_bound(x, k, seed=seed)

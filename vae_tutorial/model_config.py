@@ -179,8 +179,9 @@ class ModelConfig:
         settings = dataclasses.asdict(self)
         if self.intermediate_dim is not None:
             settings["intermediate_dim"] = list(self.intermediate_dim)
-        if self.top_latent_dim is None:  # absent, as in config.json files written before it
-            del settings["top_latent_dim"]
+        for name in ("top_latent_dim", "num_codes", "ema"):  # one kind's settings, None otherwise:
+            if settings[name] is None:  # absent, as in config.json files written before them
+                del settings[name]
         return settings
 
     def describe(self) -> str:

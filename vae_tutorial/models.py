@@ -183,12 +183,8 @@ class VariationalAutoencoder(keras.Model):
 
     def get_config(self) -> dict:
         """What ``type(model)(**config)`` rebuilds the model from (Keras saving)."""
-        config = {
-            "latent_dim": self.latent_dim,
-            "seed": self.seed,
-            "likelihood": self.likelihood.get_config(),
-            "name": self.name,
-        }
+        config = {"latent_dim": self.latent_dim, "seed": self.seed, "name": self.name,
+                  "likelihood": self.likelihood.get_config()}  # fmt: skip
         if hasattr(self, "prior"):  # a hierarchical model's prior is its top layer, no option
             config["prior"] = self.prior.get_config()
         return config
