@@ -45,8 +45,13 @@ myst_heading_anchors = 3
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 nitpick_ignore_regex = [(r"py:.*", r"(?!vae_tutorial\b).*")]
-# The decoder distributions' base class: a return type, not exported (the API lists vt's names).
-nitpick_ignore = [("py:class", "vae_tutorial.likelihoods.Likelihood")]
+# Return and argument types that are not exported (the API lists vt's names): the decoder
+# distributions' and the learned priors' base classes, and the hierarchical model's pass.
+nitpick_ignore = [
+    ("py:class", "vae_tutorial.likelihoods.Likelihood"),
+    ("py:class", "vae_tutorial.priors.GaussianMixturePrior"),
+    ("py:class", "vae_tutorial.hierarchical.LadderPass"),
+]
 
 # Equations: MathJax is served from this site (copied from the django-static-mathjax package at
 # build time by course_site), so a page shows its equations without any network.
