@@ -44,6 +44,23 @@ from vae_tutorial.losses import (  # noqa: E402
 from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
+from vae_tutorial.vqvae import (  # noqa: E402
+    VQVAE,
+    VectorQuantizer,
+    codebook_loss,
+    codebook_usage,
+    commitment_loss,
+    evaluate_vq_elbo,
+    nearest_codes,
+    straight_through,
+    vq_step_terms,
+)
+from vae_tutorial.pixelcnn import (  # noqa: E402
+    MaskedConv2D,
+    PixelCNNPrior,
+    causal_mask,
+    train_prior,
+)
 from vae_tutorial.hierarchical import (  # noqa: E402
     Gaussian,
     HierarchicalVAE,
