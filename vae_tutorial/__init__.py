@@ -83,6 +83,22 @@ from vae_tutorial.priors import (  # noqa: E402
 )
 from vae_tutorial.prior_elbo import evaluate_prior_elbo, prior_elbo_step_terms  # noqa: E402
 
+# -- out-of-distribution scores --
+from vae_tutorial.ood import (  # noqa: E402
+    TypicalityResult,
+    auroc,
+    auroc_interval,
+    complexity_corrected_scores,
+    compressed_bits,
+    likelihood_ratio_scores,
+    negative_log_likelihood_scores,
+    ood_table,
+    perturb_images,
+    reconstruction_probability_scores,
+    typicality_from_scores,
+    typicality_test,
+)
+
 # -- data --
 from vae_tutorial.data import (  # noqa: E402
     BINARIZE_MODES,
