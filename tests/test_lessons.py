@@ -1,4 +1,4 @@
-"""Every lesson (01-13) is course work: a figure, a summary, labelled exercises, and from 06 on
+"""Every lesson (01-15) is course work: a figure, a summary, labelled exercises, and from 06 on
 cells where the learner writes the lesson's core. Read from the committed notebooks, no kernel.
 """
 
@@ -22,8 +22,8 @@ def _text(cell: dict) -> str:
     return "".join(cell["source"])
 
 
-def test_there_are_thirteen_lessons():
-    assert len(LESSONS) == 13, LESSONS
+def test_there_are_fifteen_lessons():
+    assert len(LESSONS) == 15, LESSONS
 
 
 @pytest.mark.parametrize("name", LESSONS)

@@ -9,7 +9,7 @@ Every lesson and solutions notebook must run top to bottom with no failing cell,
   ``../shared/data/make_digits60k.py FOLDER --seed 0`` as ``mnist/``, beside the full
   Fashion-MNIST as ``fashion-mnist/``: the size a learner online downloads;
 - ``digits60k-seed1``: the same built with ``--seed 1``, for the lessons that train
-  (05-10, 12 and 13 and their solutions): another draw of the digits.
+  (05-10, 12-15 and their solutions): another draw of the digits.
 
 Each notebook runs in a fresh kernel with ``--allow-errors``, so every cell runs and the
 failing ones are counted. Its last cell prints ``vt.run_summary()``: the seconds since
@@ -54,7 +54,7 @@ SUMMARY = re.compile(r"Run time: (\d+) s since import; peak memory: (\d+) MB")
 MAX_WALL_SECONDS = 300
 MAX_PEAK_MB = 1500
 INDEX = "00_index.ipynb"  # shows and checks the record of the others
-TRAINING_LESSONS = (*range(5, 11), 12, 13)  # the lessons that train, and their solutions
+TRAINING_LESSONS = (*range(5, 11), *range(12, 16))  # the lessons that train, and their solutions
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class DataSet:
 
     description: str
     needs_folder: bool
-    training_only: bool  # measured only on the lessons that train (05-10, 12, 13 and solutions)
+    training_only: bool  # measured only on the lessons that train (05-10, 12-15 and solutions)
 
 
 DIGITS = (
