@@ -46,11 +46,13 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 nitpick_ignore_regex = [(r"py:.*", r"(?!vae_tutorial\b).*")]
 # Return and argument types that are not exported (the API lists vt's names): the decoder
-# distributions' and the learned priors' base classes, and the hierarchical model's pass.
+# distributions' and the learned priors' base classes, the hierarchical model's pass and the
+# VQ-VAE's code-prior protocol.
 nitpick_ignore = [
     ("py:class", "vae_tutorial.likelihoods.Likelihood"),
     ("py:class", "vae_tutorial.priors.GaussianMixturePrior"),
     ("py:class", "vae_tutorial.hierarchical.LadderPass"),
+    ("py:class", "vae_tutorial.vqvae.CodePrior"),
 ]
 
 # Equations: MathJax is served from this site (copied from the django-static-mathjax package at

@@ -363,7 +363,7 @@ def typicality_from_scores(
 ) -> TypicalityResult:
     """Nalisnick et al. (2019b)'s typicality test on negative log-likelihoods already scored.
 
-    H_hat = mean of ``train_scores``; each batch's statistic is |mean of its scores - H_hat|.
+    H_hat = mean of ``train_scores``; each batch's statistic is ``|mean of its scores - H_hat|``.
     The threshold is the (1 - ``alpha``) quantile of the same statistic over ``n_bootstrap``
     batches of the same size M drawn with replacement from ``train_scores``; a batch above
     it is out of distribution, whether its images are *less* or *more* likely than typical.

@@ -68,8 +68,8 @@ def check_codes(
 def nearest_codes(z_e: TensorLike, codebook: TensorLike) -> tf.Tensor:
     """The index of the nearest codebook row (squared Euclidean distance) for each vector.
 
-    ``z_e``: (..., D), ``codebook``: (K, D); returns int32 (...). ||z - e||^2 is expanded as
-    ||z||^2 - 2 z.e + ||e||^2, one matrix product for all pairs. Taught in notebook 14_vq_vae.
+    ``z_e``: (..., D), ``codebook``: (K, D); returns int32 (...). ``||z - e||^2`` is expanded as
+    ``||z||^2 - 2 z.e + ||e||^2``, one matrix product for all pairs. Taught in notebook 14_vq_vae.
     """
     z_e, codebook = tf.convert_to_tensor(z_e), tf.convert_to_tensor(codebook)
     flat = tf.reshape(z_e, [-1, tf.shape(codebook)[1]])
@@ -94,14 +94,14 @@ def _per_image_sum(values: tf.Tensor) -> tf.Tensor:
 
 
 def codebook_loss(z_e: tf.Tensor, z_q: tf.Tensor) -> tf.Tensor:
-    """||sg(z_e) - z_q||^2 per image, summed over the grid: moves the codebook only.
+    """``||sg(z_e) - z_q||^2`` per image, summed over the grid: moves the codebook only.
 
     Taught in notebook 14_vq_vae."""
     return _per_image_sum(tf.square(tf.stop_gradient(z_e) - z_q))
 
 
 def commitment_loss(z_e: tf.Tensor, z_q: tf.Tensor) -> tf.Tensor:
-    """||z_e - sg(z_q)||^2 per image, summed over the grid: moves the encoder only.
+    """``||z_e - sg(z_q)||^2`` per image, summed over the grid: moves the encoder only.
 
     Taught in notebook 14_vq_vae."""
     return _per_image_sum(tf.square(z_e - tf.stop_gradient(z_q)))
