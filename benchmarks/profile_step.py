@@ -1,6 +1,6 @@
 """Where fit's training step spends its time: a profile of the XLA loop, part by part.
 
-    python benchmarks/profile_step.py [--config a|b|cli] [--binarize MODE] [--optimizer adam|sgd]
+    python benchmarks/profile_step.py [--config a|b|d|cli] [--binarize MODE] [--optimizer adam|sgd]
                                       [--data-dir DIR]
 
 Trains two epochs with ``vt.fit`` (XLA compiles in the first; their times are printed), then
@@ -14,8 +14,8 @@ TensorFlow's worker threads: with two cores busy at once, the parts add up to mo
 wall time.
 
 Configurations, as in bench_training.py: (a) 784-128-2, batch 32; (b) 784-512-512-20,
-batch 1024; cli: the CLI's default 784-512-2, batch 128. Fashion-MNIST is read from
---data-dir (default: ../shared/data beside the repository).
+batch 1024; (d) 784-400-20, batch 128; cli: the CLI's default 784-512-2, batch 128.
+Fashion-MNIST is read from --data-dir (default: ../shared/data beside the repository).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ CONFIGS = {  # hidden widths, latent size, batch size, images in the profiled ep
     "a": ([128], 2, 32, 12_000),
     "b": ([512, 512], 20, 1024, 60_000),
     "cli": ([512], 2, 128, 60_000),
+    "d": ([400], 20, 128, 60_000),
 }
 # Parts of a step, by the TensorFlow op name at the root of each XLA instruction (first match).
 PARTS = [

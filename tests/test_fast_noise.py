@@ -1,4 +1,7 @@
-"""fast.noise.standard_normal gives keras.random.normal's numbers: eagerly, in a graph, in XLA."""
+"""fast.noise.standard_normal gives keras.random.normal's numbers: eagerly, in a graph, in XLA;
+and XLA's numbers for a seed are not the graph's, which the fast runner's docs say."""
+
+import math
 
 import keras
 import numpy as np
@@ -66,3 +69,20 @@ def test_reparameterize_draws_with_the_sampler_of_the_block_it_runs_in():
     assert len(calls) == 1  # only inside the block
     np.testing.assert_array_equal(plain, swapped)
     np.testing.assert_array_equal(after, keras.random.normal((3, 2), seed=5))
+
+
+def test_under_xla_a_seed_gives_other_standard_normal_numbers_than_in_a_graph():
+    n = 100_000
+
+    def draw(jit_compile):
+        seed = keras.random.SeedGenerator(9)
+        return tf.function(
+            lambda: standard_normal((n,), "float32", seed), jit_compile=jit_compile
+        )().numpy()
+
+    eager = keras.random.normal((n,), seed=keras.random.SeedGenerator(9)).numpy()
+    graph, xla = draw(False), draw(True)
+    np.testing.assert_array_equal(graph, eager)  # the plain loop's numbers
+    assert np.mean(xla == eager) < 0.01  # under XLA: other numbers ...
+    assert abs(xla.mean()) < 5 / math.sqrt(n)  # ... of N(0, 1): mean and variance within
+    assert abs(xla.var() - 1) < 5 * math.sqrt(2 / n)  # 5 standard errors

@@ -331,9 +331,11 @@ def test_two_models_trained_by_fit_in_one_process():
 @pytest.mark.parametrize("binarize", ["none", "static", "dynamic", "dequantize"])
 def test_the_fast_runner_trains_as_the_plain_loop(binarize):
     # PlainEpochs (fast=False) runs notebook 05's loop, one compiled step per batch; the fast
-    # runner runs many steps per call in a plain graph or in one XLA computation. The same
-    # batches and the same noise, so the same training up to float rounding: XLA fuses and
-    # reorders the arithmetic, and 16 Adam steps grow its last-bit differences to ~1e-3.
+    # runner runs many steps per call in a plain graph or in one XLA computation. In a graph:
+    # the same batches and the same noise, so the same training up to float rounding. Under
+    # XLA the same batches, but TensorFlow's XLA kernel turns the seed into other normal
+    # numbers (tests/test_fast_noise.py) and XLA reorders the arithmetic: the losses then
+    # agree to the looser tolerance below, not to float rounding.
     plain = run(epochs=2, binarize=binarize, fast=False)
     graph = run(epochs=2, binarize=binarize, jit_compile=False)
     xla = run(epochs=2, binarize=binarize, jit_compile=True)

@@ -27,6 +27,7 @@ import tensorflow as tf
 from vae_tutorial.batching import batch_counter, epoch_order, join_batch, to_float
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.epochs import EpochResult, PlainEpochs, Progress
+from vae_tutorial.fast.adam import fused_adam_updates
 from vae_tutorial.fast.noise import standard_normal
 from vae_tutorial.fast.packed_images import gather_images, resident_images
 from vae_tutorial.losses import normal_sampler
@@ -136,7 +137,7 @@ class FastEpochs(PlainEpochs):
             size = batch_size if done < full else n - full * batch_size
             steps = min(self._steps_per_call, full - done) if done < full else 1
             started = time.perf_counter()
-            with normal_sampler(standard_normal):
+            with normal_sampler(standard_normal), fused_adam_updates(self.optimizer):
                 sums, steps_run, bad = (self._full if done < full else self._last)(
                     self.optimizer, self._resident, order, tf.constant(done, tf.int64),
                     tf.constant(steps, tf.int64), tf.constant(beta, tf.float32),
