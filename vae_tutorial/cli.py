@@ -219,20 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="--model vqvae: learn the codebook by moving averages instead of its loss",
     )
-    train.add_argument(
-        "--likelihood",
-        choices=tuple(LIKELIHOODS),
-        default="bernoulli",
-        help="the decoder's distribution p(x | z); all but bernoulli need --binarize "
-        "dequantize (discretized_logistic: none) " + DEF,
-    )
-    train.add_argument(
-        "--prior",
-        choices=tuple(PRIORS),
-        default="normal",
-        help="the prior p(z): N(0, I), a learned mixture of Gaussians (mog) or the VampPrior "
-        "(vamp), whose KL fit estimates by Monte Carlo (notebook 13) " + DEF,
-    )
+    distributions = {  # flag: (its choices, the default, what it chooses)
+        "--likelihood": (LIKELIHOODS, "bernoulli", "the decoder's distribution p(x | z); all "
+                         "but bernoulli need --binarize dequantize (discretized_logistic: none)"),
+        "--prior": (PRIORS, "normal", "the prior p(z): N(0, I), a learned mixture of Gaussians "
+                    "(mog) or the VampPrior (vamp), whose KL fit estimates by Monte Carlo "
+                    "(notebook 13)"),
+    }  # fmt: skip
+    for flag, (choices, default, help_text) in distributions.items():
+        train.add_argument(flag, choices=tuple(choices), default=default, help=f"{help_text} {DEF}")
     train.add_argument(
         "--limit-train",
         type=_positive_int,
@@ -661,13 +656,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     keras.utils.set_random_seed(training.seed)
 
     def batches():  # the held-out batches fit scored every epoch on
-        return held_out_batches(
-            test,
-            batch_size=args.batch_size,
-            binarize=training.binarize,
-            seed=training.seed,
-            labels=test_labels,
-        )
+        return held_out_batches(test, batch_size=args.batch_size, binarize=training.binarize,
+                                seed=training.seed, labels=test_labels)  # fmt: skip
 
     print(
         f"Evaluating {config.model.describe()} after {len(history)} epoch(s) on {len(test):,} test "

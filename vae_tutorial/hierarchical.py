@@ -216,13 +216,9 @@ def hierarchical_elbo_terms(
 
 
 def hierarchical_step_terms(
-    model: HierarchicalVAE,
-    optimizer: keras.optimizers.Optimizer,
-    x: Batch,
-    beta: TensorLike = 1.0,
-    *,
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    model: HierarchicalVAE, optimizer: keras.optimizers.Optimizer, x: Batch, beta: TensorLike = 1.0,
+    *, free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """One gradient step on the hierarchical negative ELBO; batch means ``(loss,
     reconstruction, kl)``, kl = kl_1 + kl_2.
 

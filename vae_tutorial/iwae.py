@@ -109,15 +109,9 @@ def iwae_loss(model: keras.Model, x: Batch, k: int, *, estimator: str = "plain")
 
 
 def iwae_step_terms(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    x: Batch,
-    beta: TensorLike = 1.0,
-    *,
-    k: int,
-    estimator: str = "plain",
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, x: Batch, beta: TensorLike = 1.0,
+    *, k: int, estimator: str = "plain", free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """One gradient step on -L_k; returns the batch means ``(loss, reconstruction, kl)``.
 
     ``loss`` is -L_k; ``reconstruction`` and ``kl`` are the ELBO's terms averaged over the k

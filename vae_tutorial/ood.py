@@ -186,14 +186,9 @@ def auroc_interval(
 
 
 def negative_log_likelihood_scores(
-    model: keras.Model,
-    images: Array,
-    k: int = 100,
-    *,
-    unit: str = "nats",
-    seed: int | None = None,
-    batch_size: int = 100,
-) -> np.ndarray:
+    model: keras.Model, images: Array, k: int = 100,
+    *, unit: str = "nats", seed: int | None = None, batch_size: int = 100,
+) -> np.ndarray:  # fmt: skip
     """The naive score: -log p(x) per image, estimated by -``iwae_bound`` with ``k`` samples.
 
     In nats, or with ``unit="bits_per_dim"`` in bits per pixel (``bits_per_dim``). The
@@ -209,14 +204,9 @@ def negative_log_likelihood_scores(
 
 
 def likelihood_ratio_scores(
-    model: keras.Model,
-    background_model: keras.Model,
-    images: Array,
-    k: int = 100,
-    *,
-    seed: int | None = None,
-    batch_size: int = 100,
-) -> np.ndarray:
+    model: keras.Model, background_model: keras.Model, images: Array, k: int = 100,
+    *, seed: int | None = None, batch_size: int = 100,
+) -> np.ndarray:  # fmt: skip
     """Ren et al. (2019)'s likelihood ratio, negated to our convention, in nats per image:
 
         score(x) = -(log p_model(x) - log p_background(x)) = NLL_model(x) - NLL_background(x).
@@ -277,13 +267,9 @@ def _minus_complexity(bits_per_pixel: np.ndarray, images: Array) -> np.ndarray:
 
 
 def complexity_corrected_scores(
-    model: keras.Model,
-    images: Array,
-    k: int = 100,
-    *,
-    seed: int | None = None,
-    batch_size: int = 100,
-) -> np.ndarray:
+    model: keras.Model, images: Array, k: int = 100,
+    *, seed: int | None = None, batch_size: int = 100,
+) -> np.ndarray:  # fmt: skip
     """Serra et al. (2020)'s S(x) = -l_M(x) - L(x), per pixel, in bits per dimension.
 
     l_M(x) = log2 p(x) is the model's log-likelihood in bits and L(x) the image's length
@@ -300,13 +286,9 @@ def complexity_corrected_scores(
 
 
 def reconstruction_probability_scores(
-    model: keras.Model,
-    images: Array,
-    samples: int = 10,
-    *,
-    seed: int | None = None,
-    batch_size: int = 100,
-) -> np.ndarray:
+    model: keras.Model, images: Array, samples: int = 10,
+    *, seed: int | None = None, batch_size: int = 100,
+) -> np.ndarray:  # fmt: skip
     """An & Cho (2015)'s reconstruction probability, negated: -(1/L) sum_l log p(x | z_l).
 
     z_l = mu + sigma * eps_l ~ q(z | x), L = ``samples``, with eps of shape

@@ -121,13 +121,8 @@ class PixelCNNPrior(keras.Model):
         return tf.constant(codes)
 
     def get_config(self) -> dict:
-        return {
-            "num_codes": self.num_codes,
-            "grid": self.grid,
-            "filters": self.filters,
-            "hidden_layers": self.hidden_layers,
-            "name": self.name,
-        }
+        names = ("num_codes", "grid", "filters", "hidden_layers", "name")
+        return {name: getattr(self, name) for name in names}
 
 
 def train_prior(

@@ -47,13 +47,9 @@ def prior_elbo_terms(model: keras.Model, x: Batch) -> tuple[tf.Tensor, tf.Tensor
 
 
 def prior_elbo_step_terms(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    x: Batch,
-    beta: TensorLike = 1.0,
-    *,
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, x: Batch, beta: TensorLike = 1.0,
+    *, free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """One gradient step on the negative ELBO against ``model.prior``; returns the batch means
     ``(loss, reconstruction, kl)``, ``loss = reconstruction + beta * kl``.
 

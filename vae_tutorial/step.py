@@ -48,13 +48,9 @@ def prepare_for_training(
 
 
 def train_step_terms(
-    model: keras.Model,
-    optimizer: keras.optimizers.Optimizer,
-    x: Batch,
-    beta: TensorLike = 1.0,
-    *,
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, x: Batch, beta: TensorLike = 1.0,
+    *, free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """One gradient step on the negative ELBO; returns ``(loss, reconstruction, kl)``.
 
     A plain function, so it can run inside a larger ``tf.function`` (a whole epoch). ``x``: a

@@ -347,13 +347,9 @@ def check_vq_training(config: TrainingConfig) -> TrainingConfig:
 
 
 def vq_step_terms(
-    model: VQVAE,
-    optimizer: keras.optimizers.Optimizer,
-    x: Batch,
-    beta: TensorLike = 1.0,
-    *,
-    free_bits: TensorLike = 0.0,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    model: VQVAE, optimizer: keras.optimizers.Optimizer, x: Batch, beta: TensorLike = 1.0,
+    *, free_bits: TensorLike = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:  # fmt: skip
     """One gradient step on a VQ-VAE; returns batch means ``(loss, reconstruction, vq)``.
 
     reconstruction = -log p(x | z_q); vq = the quantizer's loss (codebook loss, unless EMA,
