@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(mog) or the VampPrior (vamp), whose KL fit estimates by Monte Carlo "
                     "(notebook 13)"),
     }  # fmt: skip
-    for flag, (choices, default, help_text) in distributions.items():
-        train.add_argument(flag, choices=tuple(choices), default=default, help=f"{help_text} {DEF}")
+    for flag, (names, default, help_text) in distributions.items():
+        train.add_argument(flag, choices=tuple(names), default=default, help=f"{help_text} {DEF}")
     train.add_argument(
         "--limit-train",
         type=_positive_int,
