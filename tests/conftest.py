@@ -37,11 +37,14 @@ def pytest_collection_modifyitems(items):
 
     Under ``make test``'s ``--dist loadgroup`` each file is one unit on one worker (a
     notebook's cells in order, in one kernel; a module's fixtures built once), and the files
-    that start TensorFlow clusters share one unit, so two never race for a free port.
+    that start TensorFlow clusters share one unit, so two never race for a free port. A test
+    that names its own ``xdist_group`` keeps it.
     """
     for item in items:
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xdist_group"):
+            continue  # a test that names its own group (test_assignment_mistakes.py)
         group = "tf-cluster-ports" if item.path.name in _SHARED_PORTS else str(item.path)
         item.add_marker(pytest.mark.xdist_group(group))
 
