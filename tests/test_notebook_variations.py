@@ -23,7 +23,11 @@ VARIATIONS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("name", "change"), VARIATIONS)
+@pytest.mark.parametrize(
+    ("name", "change"),
+    # each its own xdist group: five notebooks of half a minute spread over the workers
+    [pytest.param(*v, marks=pytest.mark.xdist_group(f"variation-{v[0]}")) for v in VARIATIONS],
+)
 def test_a_notebook_runs_with_a_setting_a_learner_would_change(name, change, monkeypatch):
     notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
     parameters = next(
@@ -34,5 +38,10 @@ def test_a_notebook_runs_with_a_setting_a_learner_would_change(name, change, mon
     parameters.source += f"\n{change}  # the learner's change\n"
     monkeypatch.setenv("VAE_TUTORIAL_QUICK", "1")
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    client = NotebookClient(notebook, timeout=900, resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = NotebookClient(
+        notebook,
+        timeout=900,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        shutdown_kernel="immediate",  # not TensorFlow's own shutdown, a second or two
+    )
     client.execute()  # raises CellExecutionError, naming the cell, if any cell fails
