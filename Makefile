@@ -14,7 +14,7 @@
 #   make grade SUBMISSIONS=folder [GRADES=grades]
 #                       autograde a folder of <student>/<assignment>/ submissions: GRADES/scores.csv
 #                       (per student and part), GRADES/feedback/ (HTML), GRADES/timings.csv
-#   make test-assignments  only the assignment tests (tests/test_assignments.py; part of make test)
+#   make test-assignments  only the assignment tests (tests/test_assignment*.py; part of make test)
 #   make clean          remove .venv and caches
 #
 # Every target uses the virtual environment's programs by path; nothing needs activating.
@@ -104,7 +104,7 @@ grade: $(VENV)/.installed-teach
 	$(BIN)/python tools/grade_assignments.py "$(SUBMISSIONS)" "$(GRADES)"
 
 test-assignments: $(VENV)/.installed-test
-	$(BIN)/python -m pytest tests/test_assignments.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/test_assignments.py tests/test_assignment_mistakes.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist *.egg-info
