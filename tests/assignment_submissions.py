@@ -14,6 +14,10 @@ from pathlib import Path
 import nbformat
 
 COURSE = Path(__file__).resolve().parents[1] / "assignments"
+ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
+# The mistake that tests the course's cell timeout: graded through nbgrader, which interrupts
+# it (tests/test_assignments.py); tests/test_assignment_mistakes.py checks the others.
+TIMEOUT_MISTAKE = "endless_loop"
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 
 

@@ -44,7 +44,7 @@ def pytest_collection_modifyitems(items):
         if item.path.suffix == ".ipynb":
             item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("xdist_group"):
-            continue  # a test that names its own group (test_assignment_mistakes.py)
+            continue  # a test that names its own group (one assignment, one notebook variation)
         group = "tf-cluster-ports" if item.path.name in _SHARED_PORTS else str(item.path)
         item.add_marker(pytest.mark.xdist_group(group))
 

@@ -23,22 +23,25 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from assignment_submissions import COURSE, MISTAKES, answered, notebook_path
+from assignment_submissions import (
+    ASSIGNMENTS,
+    COURSE,
+    MISTAKES,
+    TIMEOUT_MISTAKE,
+    answered,
+    notebook_path,
+)
 from jupyter_client import KernelManager
 from nbclient import NotebookClient
 from nbgrader.utils import determine_grade, is_grade, is_solution
 from traitlets.config.loader import PyFileConfigLoader
-
-ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
-# The endless loop is the cell timeout's test, through nbgrader (tests/test_assignments.py).
-TIMEOUT_MISTAKES = {"endless_loop"}
 
 
 def mistakes_in(assignment: str) -> list[str]:
     return sorted(
         name
         for name, mistake in MISTAKES.items()
-        if assignment in mistake.edits and name not in TIMEOUT_MISTAKES
+        if assignment in mistake.edits and name != TIMEOUT_MISTAKE
     )
 
 

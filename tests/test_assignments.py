@@ -24,7 +24,14 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from assignment_submissions import COURSE, MISTAKES, notebook_path, write_submissions
+from assignment_submissions import (
+    ASSIGNMENTS,
+    COURSE,
+    MISTAKES,
+    TIMEOUT_MISTAKE,
+    notebook_path,
+    write_submissions,
+)
 from packaging.requirements import Requirement
 
 if sys.version_info >= (3, 11):
@@ -33,9 +40,11 @@ else:  # pytest itself depends on tomli before 3.11
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSIGNMENTS = sorted(p.name for p in (COURSE / "source").iterdir() if p.is_dir())
-TIMEOUT = "endless_loop"
-STUDENTS = {"solution": ASSIGNMENTS, "blank": ASSIGNMENTS, TIMEOUT: sorted(MISTAKES[TIMEOUT].edits)}
+STUDENTS = {
+    "solution": ASSIGNMENTS,
+    "blank": ASSIGNMENTS,
+    TIMEOUT_MISTAKE: sorted(MISTAKES[TIMEOUT_MISTAKE].edits),
+}
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +121,9 @@ def test_released_blanks_score_zero_everywhere(graded):
 @pytest.mark.slow
 def test_an_endless_loop_is_stopped_and_loses_exactly_its_parts_points(graded):
     _, scores = graded
-    for assignment, lost in MISTAKES[TIMEOUT].lost.items():
+    for assignment, lost in MISTAKES[TIMEOUT_MISTAKE].lost.items():
         for part in autograded_cells(assignment):
-            row = scores[TIMEOUT, assignment, part]
+            row = scores[TIMEOUT_MISTAKE, assignment, part]
             expected = 0.0 if part in lost else float(row["max_points"])
             assert float(row["points"]) == expected, row
 
@@ -148,7 +157,7 @@ def test_scores_csv_lists_every_part_of_every_assignment_for_every_student(grade
         for assignment in ASSIGNMENTS:
             for part in autograded_cells(assignment):
                 assert (student, assignment, part) in scores
-    missing = scores[TIMEOUT, "02_elbo", "test-kl-divergence"]
+    missing = scores[TIMEOUT_MISTAKE, "02_elbo", "test-kl-divergence"]
     assert missing["status"] == "missing" and float(missing["points"]) == 0
 
 
