@@ -1,9 +1,10 @@
 """The hidden tests catch each classic mistake, and only in its part.
 
 Every planted mistake (tests/assignment_submissions.py) must lose exactly its parts' points
-and keep every other part's. What is checked here is the hidden tests, not nbgrader's
-pipeline: tests/test_assignments.py grades the solution, the released blanks and the endless
-loop end to end with nbgrader, each in a fresh kernel.
+and keep every other part's; every released blank scores zero in every part, and every
+solution full marks. What is checked here is the hidden tests, not nbgrader's pipeline:
+tests/test_assignments.py grades the solutions, one released blank and the endless loop end
+to end with nbgrader, each in a fresh kernel.
 
 An assignment's submissions run here one after another in one kernel started as the course's
 nbgrader configuration starts its kernels (the grading code on the path, the same cell
@@ -102,13 +103,9 @@ def points_in_one_kernel(assignment: str, students: list[str], work: Path) -> di
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "assignment",
-    [
-        pytest.param(a, marks=pytest.mark.xdist_group(f"mistakes-{a}"))
-        for a in ASSIGNMENTS
-        if mistakes_in(a)
-    ],
+    [pytest.param(a, marks=pytest.mark.xdist_group(f"mistakes-{a}")) for a in ASSIGNMENTS],
 )
-def test_each_planted_mistake_loses_exactly_its_parts_points(assignment, tmp_path):
+def test_blank_mistakes_and_solution_score_exactly_what_they_should(assignment, tmp_path):
     points = points_in_one_kernel(
         assignment, ["blank", *mistakes_in(assignment), "solution"], tmp_path
     )
