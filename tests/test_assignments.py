@@ -2,12 +2,13 @@
 
 One grading run (``tools/grade_assignments.py``, what ``make grade`` runs) autogrades a
 folder of made-up students in a scratch course: ``solution`` hands in the source's answers
-to every assignment, ``blank`` the first released notebook untouched, and ``endless_loop`` one
-part that never ends, which the course's cell timeout (30 s) must stop
+to the two assignments with written answers, ``blank`` the first released notebook untouched,
+and ``endless_loop`` one part that never ends, which the course's cell timeout (30 s) must stop
 (tests/assignment_submissions.py). Each notebook runs once, in its own kernel, one after
 another: most of a submission's 6-10 s here is TensorFlow's import in its kernel (timings.csv
-has each one). Every released blank and every other planted mistake is checked against the
-hidden tests in tests/test_assignment_mistakes.py, an assignment's submissions in one kernel.
+has each one). Every assignment's solution, its released blank and every other planted mistake
+are checked against the hidden tests in tests/test_assignment_mistakes.py, an assignment's
+submissions in one kernel.
 """
 
 from __future__ import annotations
@@ -40,8 +41,19 @@ else:  # pytest itself depends on tomli before 3.11
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def has_written_answers(assignment: str) -> bool:
+    notebook = nbformat.read(notebook_path("source", assignment), as_version=4)
+    return any(
+        c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("solution")
+        for c in notebook.cells
+    )
+
+
+WRITTEN_ANSWERS = [a for a in ASSIGNMENTS if has_written_answers(a)]  # a teacher reads these
 STUDENTS = {
-    "solution": ASSIGNMENTS,
+    "solution": WRITTEN_ANSWERS,
     "blank": ASSIGNMENTS[:1],
     TIMEOUT_MISTAKE: sorted(MISTAKES[TIMEOUT_MISTAKE].edits),
 }
@@ -94,7 +106,7 @@ def test_every_assignment_has_parts_with_points():
 @pytest.mark.slow
 def test_solutions_score_full_marks(graded):
     _, scores = graded
-    for assignment in ASSIGNMENTS:
+    for assignment in STUDENTS["solution"]:
         for part in autograded_cells(assignment):
             row = scores["solution", assignment, part]
             assert row["status"] == "autograded", row
