@@ -1,13 +1,21 @@
 """Tiny data and a tiny model shared by the fit tests (test_fit.py, test_collapse.py) and by
 the fresh process of test_fit's SIGKILL test; the in-process CLI error check of test_cli.py and
-test_ood.py. A plain module, not a test module, so no test
-module imports another: tests/ has no __init__.py, and pytest's default import mode puts it on
-sys.path (as for conftest.py), so ``from helpers import ...`` finds it."""
+test_ood.py; the CLI run in a subprocess, as a user runs it, for the CLI tests. A plain module,
+not a test module, so no test module imports another: tests/ has no __init__.py, and pytest's
+default import mode puts it on sys.path (as for conftest.py), so ``from helpers import ...``
+finds it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from vae_tutorial import VAE, cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def images(n, seed=0):
@@ -39,3 +47,16 @@ def one_cli_error_line(args, capsys):
     assert code not in (0, None)
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     return lines[0]
+
+
+def run_cli(*args, data_dir=None, env_extra=None):
+    """``python -m vae_tutorial ARGS`` in a fresh process, offline: the bundled sample, or the
+    files in ``data_dir``; returns the ``subprocess.CompletedProcess`` with its output."""
+    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
+    env.update(VAE_TUTORIAL_OFFLINE="1", **(env_extra or {}))
+    if data_dir is not None:
+        env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
+    )  # fmt: skip

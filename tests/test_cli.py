@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import one_cli_error_line
+from helpers import one_cli_error_line, run_cli
 
 import vae_tutorial as vt
 from vae_tutorial import cli
@@ -62,21 +62,6 @@ def start_cli(*args, data_dir=None):
         text=True,
         env=env,
         cwd=REPO,
-    )
-
-
-def run_cli(*args, data_dir=None, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
-    env.update(VAE_TUTORIAL_OFFLINE="1", **(env_extra or {}))
-    if data_dir is not None:
-        env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=600,
     )
 
 

@@ -6,16 +6,12 @@ Every Monte Carlo comparison allows 4 standard errors of its own estimates, and 
 outcome (a rise with k, a lower variance) is asserted beyond 4 of its standard errors."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import small_vae
+from helpers import run_cli, small_vae
 from linear_gaussian import LATENT, TrainableLinearGaussian, X, exact_log_px, numpy_bound
 
 import vae_tutorial as vt
@@ -24,7 +20,6 @@ from vae_tutorial.iwae import iwae_terms
 from vae_tutorial.objectives import step_terms_for
 from vae_tutorial.step import train_step_terms
 
-REPO = Path(__file__).resolve().parents[1]
 SHIFT, STD_SCALE = 0.4, 1.8  # q away from the true posterior: L_1 < L_k < log p(x)
 
 
@@ -335,13 +330,6 @@ def test_what_iwae_does_not_train_is_refused_with_the_fix(digits):
 
 
 # --- the command line -----------------------------------------------------------------------
-
-
-def run_cli(*args):
-    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
-    env["VAE_TUTORIAL_OFFLINE"] = "1"  # the bundled sample
-    command = [sys.executable, "-m", "vae_tutorial", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
 @pytest.mark.slow

@@ -3,16 +3,12 @@ Monte Carlo KL against the closed form and numerical integration, and fit, check
 evaluation and the command line with a prior other than N(0, I)."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TEST, TRAIN
+from helpers import TEST, TRAIN, run_cli
 from scipy import integrate, stats
 from scipy.special import logsumexp, softmax
 
@@ -25,7 +21,6 @@ from vae_tutorial.prior_elbo import prior_elbo_terms
 from vae_tutorial.priors import check_prior_config
 from vae_tutorial.step import train_step_terms
 
-REPO = Path(__file__).resolve().parents[1]
 RNG = np.random.default_rng(13)
 
 
@@ -380,13 +375,6 @@ def test_free_bits_and_strategies_are_refused_with_a_learned_prior():
 
 # --------------------------------------------------------------------------------------------
 # The command line
-
-
-def run_cli(*args):
-    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
-    env.update(VAE_TUTORIAL_OFFLINE="1")
-    command = [sys.executable, "-m", "vae_tutorial", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
 @pytest.mark.slow

@@ -4,17 +4,13 @@ and its training by fit (both runners, resume) and its bound."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TEST, TRAIN
+from helpers import TEST, TRAIN, run_cli
 
 from vae_tutorial import ModelConfig, TrainingConfig, cli, fit
 from vae_tutorial.batching import held_out_batches
@@ -273,17 +269,7 @@ def test_the_held_out_kl_of_the_uniform_prior_is_49_log_k(small_model):
     assert scores["elbo"] == pytest.approx(log_px.mean() - 49 * math.log(8), rel=1e-5)
 
 
-REPO = Path(__file__).resolve().parents[1]
 CLI_RUN = ["train", "--model", "vqvae", "--limit-train", "256", "--limit-test", "128"]
-
-
-def run_cli(*args):
-    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
-    env.update(VAE_TUTORIAL_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
 
 
 @pytest.mark.slow
