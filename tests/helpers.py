@@ -1,6 +1,6 @@
 """Tiny data and a tiny model shared by the fit tests (test_fit.py, test_collapse.py) and by
 the fresh process of test_fit's SIGKILL test; the in-process CLI error check of test_cli.py and
-test_ood.py; the CLI run in a subprocess, as a user runs it, for the CLI tests. A plain module,
+test_ood.py; the CLI in a subprocess, as a user runs it, for the CLI tests. A plain module,
 not a test module, so no test module imports another: tests/ has no __init__.py, and pytest's
 default import mode puts it on sys.path (as for conftest.py), so ``from helpers import ...``
 finds it."""
@@ -49,14 +49,24 @@ def one_cli_error_line(args, capsys):
     return lines[0]
 
 
-def run_cli(*args, data_dir=None, env_extra=None):
-    """``python -m vae_tutorial ARGS`` in a fresh process, offline: the bundled sample, or the
-    files in ``data_dir``; returns the ``subprocess.CompletedProcess`` with its output."""
+def cli_process(*args, data_dir=None, env_extra=None) -> dict:
+    """The keyword arguments that run ``python -m vae_tutorial ARGS`` in a fresh process,
+    offline: on the bundled sample, or on the files in ``data_dir``."""
     env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
     env.update(VAE_TUTORIAL_OFFLINE="1", **(env_extra or {}))
     if data_dir is not None:
         env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=600,
-    )  # fmt: skip
+    args = [sys.executable, "-m", "vae_tutorial", *map(str, args)]
+    return {"args": args, "env": env, "cwd": REPO, "text": True}
+
+
+def run_cli(*args, data_dir=None, env_extra=None) -> subprocess.CompletedProcess:
+    """The CLI run to its end (:func:`cli_process`), its output captured."""
+    process = cli_process(*args, data_dir=data_dir, env_extra=env_extra)
+    return subprocess.run(**process, capture_output=True, timeout=600)
+
+
+def start_cli(*args, data_dir=None) -> subprocess.Popen:
+    """The CLI started (:func:`cli_process`), to be signalled while it runs."""
+    process = cli_process(*args, data_dir=data_dir)
+    return subprocess.Popen(**process, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

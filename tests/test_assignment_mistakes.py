@@ -55,17 +55,18 @@ def graded_test_cells(notebook) -> dict[str, nbformat.NotebookNode]:
     }
 
 
-def as_autograded(assignment: str, student: str, folder: Path) -> nbformat.NotebookNode:
+def as_autograded(
+    assignment: str, student: str, tests: dict[str, nbformat.NotebookNode], folder: Path
+) -> nbformat.NotebookNode:
     """``student``'s submission as nbgrader's autograde runs it: the test cells put back from
-    source/ (hidden tests included), after a first cell that empties the namespace and moves
-    to ``folder``."""
+    ``tests``, source/'s (hidden tests included), after a first cell that empties the
+    namespace and moves to ``folder``."""
     if student == "blank":
         notebook = nbformat.read(notebook_path("release", assignment), as_version=4)
     else:
         notebook = answered(assignment, None if student == "solution" else student)
-    source = graded_test_cells(nbformat.read(notebook_path("source", assignment), as_version=4))
     for grade_id, cell in graded_test_cells(notebook).items():
-        cell.source = source[grade_id].source
+        cell.source = tests[grade_id].source
     folder.mkdir(parents=True)
     start = nbformat.v4.new_code_cell(f"%reset -f\nimport os\nos.chdir({str(folder)!r})")
     notebook.cells.insert(0, start)
@@ -83,10 +84,11 @@ def points_in_one_kernel(assignment: str, students: list[str], work: Path) -> di
     kernel.start_kernel(
         extra_arguments=list(config.Execute.extra_arguments), cwd=str(work), env=env
     )
+    tests = graded_test_cells(nbformat.read(notebook_path("source", assignment), as_version=4))
     points = {}
     try:
         for student in students:
-            notebook = as_autograded(assignment, student, work / student)
+            notebook = as_autograded(assignment, student, tests, work / student)
             NotebookClient(
                 notebook, km=kernel, timeout=config.Execute.timeout, allow_errors=True,
                 interrupt_on_timeout=True,

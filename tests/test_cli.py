@@ -8,22 +8,18 @@ pass in any order. Bad cases run in-process through ``cli.main``.
 
 import json
 import math
-import os
 import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from helpers import one_cli_error_line, run_cli
+from helpers import one_cli_error_line, run_cli, start_cli
 
 import vae_tutorial as vt
 from vae_tutorial import cli
 
-REPO = Path(__file__).resolve().parents[1]
 TINY = [
     "--epochs",
     "1",
@@ -48,21 +44,6 @@ EPOCH_KEYS = {
 }
 # TensorFlow's own start-up lines on stderr (absl / glog format), not the CLI's.
 TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
-
-
-def start_cli(*args, data_dir=None):
-    env = {k: v for k, v in os.environ.items() if k != "VAE_TUTORIAL_DATA_DIR"}
-    env.update(VAE_TUTORIAL_OFFLINE="1")
-    if data_dir is not None:
-        env["VAE_TUTORIAL_DATA_DIR"] = str(data_dir)
-    return subprocess.Popen(
-        [sys.executable, "-m", "vae_tutorial", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=REPO,
-    )
 
 
 def own_stderr_lines(stderr: str) -> list[str]:
