@@ -66,6 +66,18 @@ def run_cli(*args, data_dir=None, env_extra=None) -> subprocess.CompletedProcess
     return subprocess.run(**process, capture_output=True, timeout=600)
 
 
+def run_cli_here(monkeypatch, capsys, *args) -> subprocess.CompletedProcess:
+    """``cli.main(ARGS)``, which ``python -m vae_tutorial ARGS`` calls, in this process, offline
+    on the bundled sample as :func:`cli_process` sets up a fresh one: a follow-up run without a
+    second TensorFlow start-up. Its exit code and output, as :func:`run_cli` returns them."""
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
+    capsys.readouterr()  # only this run's output
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["vae_tutorial", *map(str, args)], code, out, err)
+
+
 def start_cli(*args, data_dir=None) -> subprocess.Popen:
     """The CLI started (:func:`cli_process`), to be signalled while it runs."""
     process = cli_process(*args, data_dir=data_dir)

@@ -1,9 +1,10 @@
-"""The command line: tiny runs on the bundled MNIST sample in subprocesses, resume,
-evaluate, Ctrl-C, errors.
+"""The command line: tiny runs on the bundled MNIST sample, resume, evaluate, Ctrl-C, errors.
 
 Each subprocess pays TensorFlow's start-up (5-10 s), so the runs are few and tiny. One
-training run is shared; every test that changes a run works on its own copy, so the tests
-pass in any order. Bad cases run in-process through ``cli.main``.
+training run, in a subprocess as a learner starts it, is shared; every test that changes a
+run works on its own copy, so the tests pass in any order. Follow-up runs (a rerun, evaluate)
+and bad cases run in-process through ``cli.main``; a new process where it is the point (the
+same seed in a new process, Ctrl-C).
 """
 
 import json
@@ -15,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import one_cli_error_line, run_cli, start_cli
+from helpers import one_cli_error_line, run_cli, run_cli_here, start_cli
 
 import vae_tutorial as vt
 from vae_tutorial import cli
@@ -123,11 +124,11 @@ def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
 
 
 @pytest.mark.slow
-def test_rerun_with_more_epochs_continues(run_dir):
+def test_rerun_with_more_epochs_continues(run_dir, capsys, monkeypatch):
     out, _ = run_dir
     args = [*TRAIN, "--out", out]
     args[args.index("--epochs") + 1] = "2"
-    result = run_cli(*args)
+    result = run_cli_here(monkeypatch, capsys, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
@@ -135,7 +136,7 @@ def test_rerun_with_more_epochs_continues(run_dir):
 
     # The same command again trains nothing new: same history, no new checkpoint.
     before = metrics["epochs"]
-    again = run_cli(*args)
+    again = run_cli_here(monkeypatch, capsys, *args)
     assert again.returncode == 0, again.stdout + again.stderr
     assert json.loads((out / "metrics.json").read_text())["epochs"] == before
     assert not list((out / "checkpoints").glob("ckpt-3.*"))
@@ -143,11 +144,12 @@ def test_rerun_with_more_epochs_continues(run_dir):
 
 
 @pytest.mark.slow
-def test_evaluate_adds_iwae(run_dir):
+def test_evaluate_adds_iwae(run_dir, capsys, monkeypatch):
     out, _ = run_dir
     epochs_before = len(json.loads((out / "metrics.json").read_text())["epochs"])
     checkpoints_before = sorted(p.name for p in (out / "checkpoints").iterdir())
-    result = run_cli("evaluate", "--out", out, "--k", "20", "--max-images", "50")
+    result = run_cli_here(monkeypatch, capsys, "evaluate", "--out", out, "--k", "20",
+                          "--max-images", "50")  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     iwae = metrics["iwae"]
@@ -289,15 +291,15 @@ def test_ctrl_c_mid_epoch_keeps_every_finished_epoch_and_the_rerun_resumes(tmp_p
 
 
 @pytest.mark.slow
-def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(run_dir):
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(run_dir, capsys, monkeypatch):
     out, _ = run_dir
     args = [*TRAIN, "--out", out, "--no-figures"]
     args[args.index("--epochs") + 1] = "2"
-    assert run_cli(*args).returncode == 0
+    assert run_cli_here(monkeypatch, capsys, *args).returncode == 0
     [data_file] = (out / "checkpoints").glob("ckpt-2.data-*")
     data_file.write_bytes(data_file.read_bytes()[:100])  # a crash during the save
     args[args.index("--epochs") + 1] = "3"
-    result = run_cli(*args)
+    result = run_cli_here(monkeypatch, capsys, *args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     notes = [line for line in result.stdout.splitlines() if line.startswith("Checkpoint ")]

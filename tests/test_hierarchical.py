@@ -5,16 +5,12 @@ forms computed in NumPy, and fit, checkpoints, ModelConfig and the CLI with it."
 import functools
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TEST, TRAIN
+from helpers import TEST, TRAIN, run_cli, run_cli_here
 from scipy import integrate, stats
 
 import vae_tutorial as vt
@@ -412,28 +408,24 @@ def test_bad_input_names_the_fix(make, error, match):
 
 @pytest.mark.slow
 def test_cli_trains_resumes_and_evaluates_a_hierarchical_vae(tmp_path, capsys, monkeypatch):
-    # The first run as a learner starts it, in a process of its own; then cli.main, which
-    # `python -m vae_tutorial` calls, in this one (no second TensorFlow start-up).
-    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
+    # The first run in a process of its own, as a learner starts it; the follow-ups in this one.
     out = tmp_path / "run"
     args = ["train", "--hierarchical", "--top-latent-dim", "3", "--intermediate-dim", "32",
             "--limit-train", "256", "--limit-test", "128", "--no-figures",
-            "--out", str(out)]  # fmt: skip
-    first = subprocess.run(
-        [sys.executable, "-m", "vae_tutorial", *args, "--epochs", "1"],
-        capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=600,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )  # fmt: skip
+            "--out", out]  # fmt: skip
+    first = run_cli(*args, "--epochs", "1")
     assert first.returncode == 0, first.stdout + first.stderr
     assert "hierarchical MLP VAE 784-32-2-32-3" in first.stdout
     config = json.loads((out / "config.json").read_text())["model"]
     assert config["kind"] == "hierarchical" and config["top_latent_dim"] == 3
-    assert cli.main([*args, "--epochs", "2"]) == 0
+    second = run_cli_here(monkeypatch, capsys, *args, "--epochs", "2")
+    assert second.returncode == 0, second.stdout + second.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2]
-    assert "Resumed from" in capsys.readouterr().out
-    assert cli.main(["evaluate", "--out", str(out), "--k", "20", "--max-images", "50"]) == 0
+    assert "Resumed from" in second.stdout
+    evaluated = run_cli_here(monkeypatch, capsys, "evaluate", "--out", out, "--k", "20",
+                             "--max-images", "50")  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     iwae = json.loads((out / "metrics.json").read_text())["iwae"]
     assert iwae["k"] == 20 and iwae["images"] == 50 and iwae["epoch"] == 2
     assert iwae["elbo"] - 2.0 < iwae["log_likelihood"] < 0  # L_20 >= L_1, loosely

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import run_cli, small_vae
+from helpers import one_cli_error_line, run_cli, run_cli_here, small_vae
 from linear_gaussian import LATENT, TrainableLinearGaussian, X, exact_log_px, numpy_bound
 
 import vae_tutorial as vt
@@ -333,7 +333,8 @@ def test_what_iwae_does_not_train_is_refused_with_the_fix(digits):
 
 
 @pytest.mark.slow
-def test_the_cli_trains_iwae_and_a_rerun_resumes(tmp_path):
+def test_the_cli_trains_iwae_and_a_rerun_resumes(tmp_path, capsys, monkeypatch):
+    # The first run in a process of its own, as a learner starts it; the rerun in this one.
     out = tmp_path / "run"
     args = ["train", "--objective", "iwae", "--k", "5", "--epochs", "1", "--limit-train",
             "256", "--limit-test", "128", "--no-figures", "--out", out]  # fmt: skip
@@ -343,18 +344,11 @@ def test_the_cli_trains_iwae_and_a_rerun_resumes(tmp_path):
     assert (training["objective"], training["k"], training["estimator"]) == ("iwae", 5, "plain")
     epoch_1 = json.loads((out / "metrics.json").read_text())["epochs"]
     args[args.index("--epochs") + 1] = "2"
-    second = run_cli(*args)
+    second = run_cli_here(monkeypatch, capsys, *args)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Resumed from" in second.stdout and "changed settings" not in second.stdout
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2] and epochs[0] == epoch_1[0]
-
-
-def cli_error(args, capsys):
-    code = cli.main([str(a) for a in args])
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code not in (0, None) and len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -370,7 +364,7 @@ def test_cli_refuses_bad_combinations_in_one_line(flags, match, capsys, monkeypa
     monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
     args = ["train", "--epochs", "1", "--limit-train", "64", "--limit-test", "64",
             "--no-figures", "--out", tmp_path / "run", *flags]  # fmt: skip
-    assert match in cli_error(args, capsys)
+    assert match in one_cli_error_line(args, capsys)
 
 
 @pytest.mark.slow

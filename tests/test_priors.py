@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TEST, TRAIN, run_cli
+from helpers import TEST, TRAIN, run_cli, run_cli_here
 from scipy import integrate, stats
 from scipy.special import logsumexp, softmax
 
@@ -378,22 +378,23 @@ def test_free_bits_and_strategies_are_refused_with_a_learned_prior():
 
 
 @pytest.mark.slow
-def test_cli_trains_resumes_and_evaluates_with_a_learned_prior(tmp_path):
+def test_cli_trains_resumes_and_evaluates_with_a_learned_prior(tmp_path, capsys, monkeypatch):
+    # The first run in a process of its own, as a learner starts it; the follow-ups in this one.
     out = tmp_path / "run"
     tiny = ["--limit-train", "256", "--limit-test", "128", "--no-figures", "--out", out]
     first = run_cli("train", "--prior", "mog", "--epochs", "1", *tiny)
     assert first.returncode == 0, first.stdout + first.stderr
     assert json.loads((out / "config.json").read_text())["model"]["prior"] == "mog"
-    second = run_cli("train", "--prior", "mog", "--epochs", "2", *tiny)
+    second = run_cli_here(monkeypatch, capsys, "train", "--prior", "mog", "--epochs", "2", *tiny)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Resumed from" in second.stdout and "prior mog" in second.stdout
     epochs = json.loads((out / "metrics.json").read_text())["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
-    evaluated = run_cli("evaluate", "--out", out, "--k", "20")
+    evaluated = run_cli_here(monkeypatch, capsys, "evaluate", "--out", out, "--k", "20")
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     iwae = json.loads((out / "metrics.json").read_text())["iwae"]
     assert np.isfinite(iwae["log_likelihood"]) and np.isfinite(iwae["elbo"])
-    other = run_cli("train", "--prior", "vamp", "--epochs", "1", *tiny)
+    other = run_cli_here(monkeypatch, capsys, "train", "--prior", "vamp", "--epochs", "1", *tiny)
     assert other.returncode == 1 and "prior 'mog' -> 'vamp'" in other.stderr
 
 

@@ -10,9 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import TEST, TRAIN, run_cli
+from helpers import TEST, TRAIN, one_cli_error_line, run_cli, run_cli_here
 
-from vae_tutorial import ModelConfig, TrainingConfig, cli, fit
+from vae_tutorial import ModelConfig, TrainingConfig, fit
 from vae_tutorial.batching import held_out_batches
 from vae_tutorial.step import prepare_for_training
 from vae_tutorial.vqvae import (
@@ -273,29 +273,20 @@ CLI_RUN = ["train", "--model", "vqvae", "--limit-train", "256", "--limit-test", 
 
 
 @pytest.mark.slow
-def test_the_cli_trains_a_vqvae_resumes_it_and_draws_its_figures(tmp_path):
+def test_the_cli_trains_a_vqvae_resumes_it_and_draws_its_figures(tmp_path, capsys, monkeypatch):
+    # The first run in a process of its own, as a learner starts it; the rerun in this one.
     out = tmp_path / "run"
     first = run_cli(*CLI_RUN, "--epochs", "1", "--no-figures", "--out", out)
     assert first.returncode == 0, first.stdout + first.stderr
     config = json.loads((out / "config.json").read_text())["model"]
     assert config["kind"] == "vqvae" and config["num_codes"] == 64 and config["latent_dim"] == 16
-    second = run_cli(*CLI_RUN, "--epochs", "2", "--out", out)
+    second = run_cli_here(monkeypatch, capsys, *CLI_RUN, "--epochs", "2", "--out", out)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "Resumed from" in second.stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert [e["epoch"] for e in metrics["epochs"]] == [1, 2] and metrics["finished"]
     # no loss curves (their panels are -ELBO and KL) and no latent scatter or manifold
     assert {p.name for p in out.glob("*.png")} == {"reconstructions.png", "samples.png"}
-
-
-def cli_error(args, capsys):
-    try:
-        code = cli.main([str(a) for a in args])
-    except SystemExit as exit_:
-        code = exit_.code
-    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code not in (0, None) and len(lines) == 1 and lines[0].startswith("error: "), lines
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -315,7 +306,7 @@ def test_the_cli_refuses_what_a_vqvae_does_not_combine_with(
     args, match, capsys, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    assert match in cli_error(["train", *args, "--out", tmp_path / "run"], capsys)
+    assert match in one_cli_error_line(["train", *args, "--out", tmp_path / "run"], capsys)
 
 
 def test_decoding_codes_out_of_range_or_of_another_shape_is_refused(small_model):
