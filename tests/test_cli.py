@@ -220,13 +220,22 @@ def _fake_fit(error):
     return fit
 
 
-@pytest.mark.parametrize("which", ["interrupt", "nan"])
+# Ctrl-C while pybind11 converts a TensorFlow error reaches Python as this RuntimeError.
+WRAPPED_INTERRUPT = RuntimeError(
+    "pybind11::error_already_set: MISMATCH of original and normalized active exception types: "
+    "ORIGINAL InvalidArgumentError REPLACED BY KeyboardInterrupt"
+)
+
+
+@pytest.mark.parametrize("which", ["interrupt", "wrapped interrupt", "nan"])
 def test_interrupted_or_diverged_run_keeps_checkpoint_message(which, capsys, tmp_path, monkeypatch):
     import vae_tutorial
     from vae_tutorial import training
 
     if which == "interrupt":
         error = KeyboardInterrupt()
+    elif which == "wrapped interrupt":
+        error = WRAPPED_INTERRUPT
     else:
         error = training.NonFiniteLossError(
             "the training loss became NaN or Inf at epoch 1, step 3 of 6.",
@@ -243,11 +252,20 @@ def test_interrupted_or_diverged_run_keeps_checkpoint_message(which, capsys, tmp
     [notice] = [line for line in captured.out.splitlines() if line.startswith("NOTICE: ")]
     err = [line for line in captured.err.splitlines() if line.strip()]
     assert notice.startswith("NOTICE: using the bundled MNIST sample")
-    assert code == (130 if which == "interrupt" else 1)
+    assert code == (1 if which == "nan" else 130)
     assert len(err) == 1 and err[0].startswith("error: ")
     assert "checkpoint" in err[0] and "resume" in err[0]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["finished"] is False and metrics["epochs"] == []
+
+
+def test_a_runtime_error_that_is_not_an_interrupt_is_not_reported_as_one(tmp_path, monkeypatch):
+    import vae_tutorial
+
+    monkeypatch.setattr(vae_tutorial, "fit", _fake_fit(RuntimeError("a bug")))
+    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        cli.main([*TRAIN, "--out", str(tmp_path / "run")])
 
 
 @pytest.mark.slow

@@ -581,7 +581,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_epoch_end=write_metrics,
             strategy=strategy,
         )
-    except (KeyboardInterrupt, FloatingPointError) as error:
+    except (KeyboardInterrupt, FloatingPointError, RuntimeError) as error:
+        if isinstance(error, RuntimeError) and not _is_interrupt(error):
+            raise
         history = getattr(error, "history", None)
         if history is None:
             history = read_history(_latest_checkpoint(out)) or []
@@ -590,7 +592,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"the checkpoint in {out / 'checkpoints'} is kept ({len(history)} epoch(s) "
             "done); run the same command again to resume"
         )
-        if isinstance(error, KeyboardInterrupt):
+        if _is_interrupt(error):
             raise CLIError(f"interrupted; {kept}.", exit_code=130) from None
         raise CLIError(
             f"{' '.join(str(error).split())} ({kept} after changing the "
@@ -762,6 +764,14 @@ def _ood_scores(model, config: RunConfig, images: tuple, args) -> dict:
     }
 
 
+def _is_interrupt(error: BaseException) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, also one that arrived while pybind11 was converting a
+    TensorFlow error (it then surfaces as a RuntimeError that names it)."""
+    if isinstance(error, KeyboardInterrupt):
+        return True
+    return isinstance(error, RuntimeError) and "REPLACED BY KeyboardInterrupt" in str(error)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m vae_tutorial`` and the ``vae-tutorial`` script."""
     args = build_parser().parse_args(argv)
@@ -771,7 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as error:
         code = error.exit_code
         message = str(error)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, RuntimeError) as error:
+        if not _is_interrupt(error):
+            raise
         code, message = 130, "interrupted."
     except (ValueError, TypeError, OSError, FloatingPointError) as error:
         code, message = 1, str(error) or type(error).__name__
