@@ -91,6 +91,81 @@ def training_flops_per_image(layers: list[tuple[int, int]]) -> tuple[int, str]:
     return flops, formula
 
 
+PEAK_SIZE = 2048
+
+
+def peak_chain():
+    """TensorFlow's fp32 matmul peak: a chain of five dependent PEAK_SIZE x PEAK_SIZE products
+    in one tf.function. Returns (a function that runs it once, the FLOPs of a run)."""
+    import tensorflow as tf
+
+    size, chain = PEAK_SIZE, 5
+    a = tf.random.normal([size, size])
+    b = tf.random.normal([size, size])
+    scale = 1.0 / size**0.5  # keeps the values O(1) along the chain
+
+    @tf.function
+    def matmul_chain(x, y):
+        # Each product feeds the next, so nothing can be pruned or fused away; returning one
+        # element avoids timing the first-touch page faults of a fresh 16 MB output (which
+        # halves the apparent rate), and the scaling is 4M multiplies per 17 GFLOP product.
+        for _ in tf.range(chain):
+            x = tf.linalg.matmul(x, y) * scale
+        return x[0, 0]
+
+    def run():
+        matmul_chain(a, b).numpy()
+
+    run()  # warm-up
+    return run, chain * 2 * size**3
+
+
+def bench_products_alone(repeats: int, layers, batch_size: int, steps: int = 200) -> dict:
+    """The ceiling of a figure like (d): only the products its FLOPs count (every layer's
+    forward, weight-gradient and input-gradient product, at the step's shapes), ``steps`` steps
+    in one XLA loop as fit runs them, against the matmul peak, timed alternately.
+
+    Each step's inputs carry a scalar from the step before, so XLA can neither hoist a product
+    out of the loop nor prune it; that scalar (a sum over every product's result) and the
+    additions that carry it are the only other work, so this is a slight underestimate.
+    """
+    import tensorflow as tf
+
+    gen = tf.random.Generator.from_seed(0)
+    weights = [gen.normal([i, o]) * i**-0.5 for i, o in layers]
+    inputs = [gen.normal([batch_size, i]) for i, _ in layers]
+    output_grads = [gen.normal([batch_size, o]) for _, o in layers]
+
+    @tf.function(jit_compile=True)
+    def products(weights, inputs, output_grads):
+        def step(i, carry):
+            total = tf.constant(0.0)
+            for n, (w, x, g) in enumerate(zip(weights, inputs, output_grads, strict=True)):
+                x, g = x + carry, g + carry
+                results = [x @ w, tf.matmul(x, g, transpose_a=True)]  # forward, weight gradient
+                if n > 0:  # input gradient: every layer but the first (the data needs none)
+                    results.append(tf.matmul(g, w, transpose_b=True))
+                total += sum(tf.reduce_sum(r) for r in results)
+            return i + 1, total * 1e-12
+
+        return tf.while_loop(lambda i, _: i < steps, step, (0, tf.constant(0.0)))[1]
+
+    peak_run, peak_flops = peak_chain()
+    products(weights, inputs, output_grads).numpy()  # warm-up: XLA compiles
+    peak_times, product_times = [], []
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        peak_run()
+        peak_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        products(weights, inputs, output_grads).numpy()
+        product_times.append(time.perf_counter() - start)
+    flops_per_image, _ = training_flops_per_image(layers)
+    rate = steps * batch_size * flops_per_image / min(product_times)
+    peak = peak_flops / min(peak_times)
+    return {"flops_per_second": rate, "matmul_peak_flops": peak, "fraction_of_peak": rate / peak}
+
+
 def print_flops(label: str, r: dict) -> None:
     print(f"{label} FLOPs counted {r['formula']}")
     print(
@@ -177,28 +252,11 @@ def bench_article_vs_fit(images, repeats: int) -> dict:
 def bench_flops(images, repeats: int, layers=COMPUTE_LAYERS, batch_size=COMPUTE_BATCH,
                 modes=("none", "dynamic"), optimizer_name="adam") -> dict:  # fmt: skip
     import keras
-    import tensorflow as tf
 
     import vae_tutorial as vt
     from vae_tutorial.training import fit
 
-    size, chain = 2048, 5
-    a = tf.random.normal([size, size])
-    b = tf.random.normal([size, size])
-    scale = 1.0 / size**0.5  # keeps the values O(1) along the chain
-
-    @tf.function
-    def matmul_chain(x, y):
-        # Each product feeds the next, so nothing can be pruned or fused away; returning one
-        # element avoids timing the first-touch page faults of a fresh 16 MB output (which
-        # halves the apparent rate), and the scaling is 4M multiplies per 17 GFLOP product.
-        for _ in tf.range(chain):
-            x = tf.linalg.matmul(x, y) * scale
-        return x[0, 0]
-
-    matmul_chain(a, b).numpy()  # warm-up
-    matmul_flops = chain * 2 * size**3
-
+    matmul_chain, matmul_flops = peak_chain()
     hidden, latent = list(layers[1:-1]), layers[-1]
     flops_per_image, formula = training_flops_per_image(dense_layers(784, hidden, latent))
     model = vt.VAE(latent_dim=latent, intermediate_dim=hidden, seed=0)
@@ -218,7 +276,7 @@ def bench_flops(images, repeats: int, layers=COMPUTE_LAYERS, batch_size=COMPUTE_
     for _ in range(repeats):
         for _ in range(3):
             start = time.perf_counter()
-            matmul_chain(a, b).numpy()
+            matmul_chain()
             peak_times.append(time.perf_counter() - start)
         for binarize, res in results.items():
             start = time.perf_counter()
@@ -233,7 +291,7 @@ def bench_flops(images, repeats: int, layers=COMPUTE_LAYERS, batch_size=COMPUTE_
         "flops_per_image": flops_per_image,
         "formula": formula,
         "matmul_peak_flops": peak,
-        "matmul_size": size,
+        "matmul_size": PEAK_SIZE,
         "optimizer": optimizer_name,
     }
     for binarize, res in results.items():
@@ -396,6 +454,17 @@ def main(argv=None) -> int:
         )
         report["d_flops_pytorch_example_sgd"] = d_sgd
         print_flops("(d) with SGD instead of Adam, for context:", d_sgd)
+        hidden, latent = list(PYTORCH_EXAMPLE_LAYERS[1:-1]), PYTORCH_EXAMPLE_LAYERS[-1]
+        ceiling = bench_products_alone(
+            repeats, dense_layers(784, hidden, latent), PYTORCH_EXAMPLE_BATCH
+        )
+        report["d_products_alone"] = ceiling
+        print(
+            f"(d) its ceiling: the step's products alone in one XLA loop (nothing else), "
+            f"{ceiling['flops_per_second'] / 1e9:.1f} GFLOP/s = "
+            f"{100 * ceiling['fraction_of_peak']:.0f}% of the peak measured beside it "
+            f"({ceiling['matmul_peak_flops'] / 1e9:.1f} GFLOP/s)"
+        )
         frac = d["none"]["fraction_of_peak"]
         rows.append(
             (
