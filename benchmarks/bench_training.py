@@ -21,7 +21,8 @@
     parent's size, not the child's.
 (d) As (b) at the PyTorch examples' VAE, 784-400-20, batch 128, grey levels, Adam: the
     configuration most learners coming from PyTorch know. Target: >= 60 % of the peak. The
-    same with plain SGD is printed beside it: the difference is Adam's update.
+    same with plain SGD is printed beside it: the difference is Adam's update. So is (d)'s
+    ceiling: the products its FLOPs count, alone in one XLA loop, against the peak.
 
 Fashion-MNIST is read from --data-dir (default: ../shared/data beside the repository).
 The machine's load is printed: on a shared CPU every figure is noisy; best-of-N helps.
