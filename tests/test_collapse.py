@@ -9,6 +9,7 @@ from helpers import TEST, TRAIN, small_vae
 from scipy import integrate, stats
 
 from vae_tutorial import (
+    VAE,
     TrainingConfig,
     cli,
     fit,
@@ -208,3 +209,9 @@ def test_mutual_information_refuses_bad_arguments():
         mutual_information(ENCODER, [])
     with pytest.raises(ValueError, match="empty"):
         kl_per_dimension(ENCODER, [])
+
+
+def test_kl_per_dimension_refuses_a_learned_prior_and_says_what_to_use():
+    model = VAE(latent_dim=2, intermediate_dim=16, prior="mog", seed=0)
+    with pytest.raises(ValueError, match=r"needs the N\(0, I\) prior.*'mog'.*vt.active_units"):
+        kl_per_dimension(model, batches(TEST.reshape(-1, 784).astype("float32") / 255, 100))

@@ -84,6 +84,17 @@ def test_samples_one_mosaic(model2):
     assert fig.axes[0].images[0].get_array().shape == (3 * 28, 4 * 28)  # 10 images: 3 rows of 4
 
 
+@pytest.mark.parametrize(
+    ("prior", "named"),
+    [("normal", "the prior z ~ N(0, I)"), ("mog", "the learned prior (a mixture of Gaussians)"),
+     ("vamp", "the learned VampPrior")],
+)  # fmt: skip
+def test_samples_title_names_the_prior_they_are_drawn_from(prior, named):
+    model = vt.VAE(latent_dim=2, intermediate_dim=8, prior=prior, seed=0)
+    title = vt.plot_samples(model, n=4).axes[0].get_title()
+    assert title == f"4 samples from {named} (pixel probabilities)"
+
+
 def test_latent_scatter_2d(model2, images, labels):
     fig = vt.plot_latent_scatter(model2, images, labels, class_names=[f"c{i}" for i in range(10)])
     assert len(fig.axes) == 1

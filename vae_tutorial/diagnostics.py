@@ -16,6 +16,7 @@ import tensorflow as tf
 from vae_tutorial.collapse import kl_divergence_per_dimension
 from vae_tutorial.evaluation import posterior_parameters
 from vae_tutorial.losses import gaussian_log_density
+from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.types_ import Batch
 from vae_tutorial.validation import check_int
 
@@ -47,8 +48,16 @@ def kl_per_dimension(model: keras.Model, batches: Iterable[Batch]) -> np.ndarray
     KL_j = mean_n 1/2 (sigma_nj^2 + mu_nj^2 - 1 - log sigma_nj^2) (``losses.
     kl_divergence_per_dimension``); the values sum to the mean KL term. A dimension with
     KL_j near 0 has every posterior at the prior: it has collapsed.
+    Only for the N(0, I) prior: the KL to a learned prior does not split by dimension.
     Taught in notebook 09_beta_and_posterior_collapse.
     """
+    if not has_standard_normal_prior(model):
+        raise ValueError(
+            f"kl_per_dimension needs the N(0, I) prior, but this model's prior is "
+            f"{model.prior.spec_name!r}: the KL to a learned prior does not split into one "
+            "term per dimension. Use vt.active_units or vt.posterior_mean_variance (no prior "
+            "needed), or the model's whole KL term from vt.evaluate_elbo."
+        )
     mu, log_var = posterior_parameters(model, batches)
     return kl_divergence_per_dimension(mu, log_var).numpy().mean(axis=0)
 

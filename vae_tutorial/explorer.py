@@ -49,7 +49,7 @@ class LatentExplorer:
     ``decoders``: name -> function from codes (1, latent_dim) to pixel means (784 values); with
     more than one, a selector moves between them at the same z (a beta per trained model in
     notebook 09, a label in notebook 10). ``start``: the first z, and the value of the coordinates
-    without a slider (default 0, the prior's mode).
+    without a slider (default 0, the mode of the N(0, I) prior).
     ``widget`` is what a notebook displays. Taught in notebook 06_latent_space.
     """
 

@@ -251,8 +251,14 @@ def plot_reconstructions(model: keras.Model, images: np.ndarray, n: int = 10) ->
     return fig
 
 
+# How plot_samples' title names a prior, by its spec name (vae_tutorial.priors).
+_PRIOR_NAMES = {"normal": "the prior z ~ N(0, I)", "vamp": "the learned VampPrior",
+                "mog": "the learned prior (a mixture of Gaussians)"}  # fmt: skip
+
+
 def plot_samples(model: keras.Model, n: int = 64) -> Figure:
-    """``n`` new images decoded from z ~ N(0, I), as one square-ish mosaic (one axes).
+    """``n`` new images decoded from z drawn from the model's prior (``model.sample``), as one
+    square-ish mosaic (one axes).
 
     Shown are the decoder's pixel probabilities (the mean image), not binary draws.
     Taught in notebook 06_latent_space.
@@ -263,7 +269,10 @@ def plot_samples(model: keras.Model, n: int = 64) -> Figure:
     fig = _new_figure(figsize=(6, 6 * (-(-n // cols)) / cols + 0.4))
     ax = fig.subplots()
     _show(ax, _tile(pictures, cols))
-    ax.set_title(f"{n} samples from the prior z ~ N(0, I) (pixel probabilities)")
+    prior = getattr(getattr(model, "prior", None), "spec_name", "")
+    ax.set_title(
+        f"{n} samples from {_PRIOR_NAMES.get(prior, 'the prior p(z)')} (pixel probabilities)"
+    )
     return fig
 
 
@@ -359,7 +368,8 @@ def plot_manifold(model: keras.Model, n: int = 20) -> Figure:
     """Decode an ``n`` x ``n`` grid of latent codes into one mosaic: the learned manifold.
 
     Only for a 2-d latent space. The grid's coordinates are standard-normal quantiles
-    (:func:`manifold_grid`), so it spans the prior evenly in probability.
+    (:func:`manifold_grid`), so it spans the N(0, I) prior evenly in probability (a learned
+    prior it shows through the same window around 0).
     Taught in notebook 06_latent_space.
     """
     n = check_int(n, "n", 1)
