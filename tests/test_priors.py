@@ -16,6 +16,8 @@ import vae_tutorial as vt
 from vae_tutorial import cli
 from vae_tutorial.checkpoints import RunCheckpoint
 from vae_tutorial.evaluation import closed_form_elbo_terms
+from vae_tutorial.iwae import iwae_terms
+from vae_tutorial.losses import normal_sampler
 from vae_tutorial.objectives import elbo_evaluator_for, step_terms_for
 from vae_tutorial.prior_elbo import prior_elbo_terms
 from vae_tutorial.priors import check_prior_config
@@ -238,10 +240,10 @@ def own_weights(prior):
     return prior.get_weights()
 
 
-def run(prior, epochs=2, model_seed=0, **kwargs):
+def run(prior, epochs=2, model_seed=0, objective="elbo", k=1, **kwargs):
     keras.utils.set_random_seed(model_seed)
     model = vt.VAE(2, 32, prior=prior)
-    config = vt.TrainingConfig(epochs=epochs, batch_size=64)
+    config = vt.TrainingConfig(epochs=epochs, batch_size=64, objective=objective, k=k)
     return model, vt.fit(model, TRAIN, TEST, config, progress=False, **kwargs)
 
 
@@ -300,6 +302,51 @@ def test_iwae_bound_uses_the_models_prior():
     difference = l1.mean(1) - (log_px.mean(0) - kl)
     se = np.sqrt(l1.var(1) / repeats + log_px.var(0) / repeats)
     np.testing.assert_array_less(np.abs(difference), 4 * se)
+
+
+@pytest.mark.parametrize("estimator", ["plain", "dreg"])
+def test_iwae_training_terms_with_a_learned_prior_are_scipys(estimator):
+    # On fixed noise eps: the loss is -(logsumexp_s log w_s - log k) with
+    # log w_s = log p(x | z_s) + log p(z_s) - log q(z_s | x), the reported KL is the mean of
+    # log q(z_s | x) - log p(z_s) over the k draws, every density from scipy.
+    keras.utils.set_random_seed(4)
+    model = vt.VAE(2, 16, prior={"name": "mog", "num_components": 2})
+    weights, means, log_vars = (
+        np.array([0.3, 0.7]),
+        np.array([[2.0, -1.0], [-1.5, 0.5]]),
+        (np.array([[0.4, -0.2], [-0.5, 0.1]])),
+    )
+    set_mixture(model.prior, means, log_vars, np.log(weights))
+    k, x = 3, vt.binarize_images(TEST[:4], "static").numpy().reshape(4, 784)
+    eps = RNG.normal(size=(k, 4, 2)).astype("float32")
+
+    def fixed_noise(shape, dtype=None, seed=None):
+        assert tuple(shape) == eps.shape
+        return tf.constant(eps)
+
+    with normal_sampler(fixed_noise):
+        loss, reconstruction, kl = (t.numpy() for t in iwae_terms(model, x, k, estimator=estimator))
+    mu, log_var = (t.numpy().astype("float64") for t in model.encode(x))
+    z = mu + np.exp(0.5 * log_var) * eps  # (k, 4, 2)
+    logits = model.decode(z.reshape(-1, 2).astype("float32")).numpy().reshape(k, 4, 784)
+    log_px = stats.bernoulli.logpmf(x, 1 / (1 + np.exp(-logits.astype("float64")))).sum(-1)
+    log_pz = mixture_log_pdf(z.reshape(-1, 2), weights, means, np.exp(log_vars)).reshape(k, 4)
+    log_q = stats.norm.logpdf(z, mu, np.exp(0.5 * log_var)).sum(-1)
+    np.testing.assert_allclose(loss, -(logsumexp(log_px + log_pz - log_q, 0) - np.log(k)),
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(reconstruction, -log_px.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(kl, (log_q - log_pz).mean(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_fit_trains_iwae_with_a_learned_prior_and_its_prior_learns():
+    keras.utils.set_random_seed(0)
+    initial = own_weights(vt.VAE(2, 32, prior="mog").prior)
+    model, history = run("mog", objective="iwae", k=5)
+    trained = own_weights(model.prior)
+    assert all(np.abs(a - b).max() > 1e-4 for a, b in zip(trained, initial, strict=True))
+    assert np.isfinite(losses(history)).all()
+    assert history[1]["train_loss"] < history[0]["train_loss"]
 
 
 @pytest.mark.slow

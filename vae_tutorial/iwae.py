@@ -36,6 +36,7 @@ from vae_tutorial.batching import split_batch
 from vae_tutorial.compiled import compiled_for
 from vae_tutorial.evaluation import log_joint_terms
 from vae_tutorial.losses import gaussian_log_density, kl_divergence, reparameterize
+from vae_tutorial.priors import has_standard_normal_prior
 from vae_tutorial.types_ import Batch, TensorLike
 from vae_tutorial.validation import check_choice, check_int, graph_errors_as_value_errors
 
@@ -61,8 +62,10 @@ def iwae_terms(
 
     ``surrogate``'s value is -L_k estimated from k draws (nats); its gradient is the plain or
     the DReG estimator (see :func:`iwae_loss`). ``reconstruction`` is -log p(x | z_s) averaged
-    over the k draws and ``kl`` the closed-form KL(q(z | x) || p(z)): the ELBO step's terms,
-    reported as fit reports them. Taught in notebook 12_importance_weighted_training.
+    over the k draws and ``kl`` KL(q(z | x) || p(z)): in closed form for the N(0, I) prior,
+    for a learned prior the mean of log q(z_s | x) - log p(z_s) over the k draws; the ELBO
+    step's terms, reported as fit reports them.
+    Taught in notebook 12_importance_weighted_training.
     """
     k = check_int(k, "k", 1, fix=_K_FIX)
     check_choice(estimator, "estimator", ESTIMATORS)
@@ -84,7 +87,8 @@ def iwae_terms(
     with tf.GradientTape(watch_accessed_variables=False) as inner:
         inner.watch(z_in)
         log_px_z, log_pz = log_joint_terms(model, x, z_in)
-        log_w = log_px_z + log_pz - gaussian_log_density(z_in, q_mu, q_log_var)  # (k, batch)
+        log_q = gaussian_log_density(z_in, q_mu, q_log_var)
+        log_w = log_px_z + log_pz - log_q  # (k, batch)
     bound = tf.reduce_logsumexp(log_w, axis=0) - math.log(k)  # grad: sum_s w~_s grad log w_s
     if dreg:
         # sum_s w~_s^2 d log w_s / d z_s, held constant, times (z - z): a zero whose gradient
@@ -92,7 +96,11 @@ def iwae_terms(
         weights = tf.nn.softmax(log_w, axis=0)[..., tf.newaxis]
         pathwise = tf.stop_gradient(tf.square(weights) * inner.gradient(log_w, z_in))
         bound += tf.reduce_sum(pathwise * (z - tf.stop_gradient(z)), axis=[0, 2])
-    return -bound, -tf.reduce_mean(log_px_z, axis=0), kl_divergence(mu, log_var)
+    if has_standard_normal_prior(model):
+        kl = kl_divergence(mu, log_var)
+    else:  # no closed form: the k draws' Monte Carlo estimate, as prior_elbo reports it
+        kl = tf.reduce_mean(log_q - log_pz, axis=0)
+    return -bound, -tf.reduce_mean(log_px_z, axis=0), kl
 
 
 def iwae_loss(model: keras.Model, x: Batch, k: int, *, estimator: str = "plain") -> tf.Tensor:
