@@ -88,6 +88,29 @@ MISTAKES = {
         },
         {"02_elbo": {"test-kl-divergence"}},
     ),
+    # assignment 04_training_step
+    # the loss computed after the tape stopped recording: no gradient reaches any weight
+    "loss_outside_the_tape": Mistake(
+        {
+            "04_training_step": [
+                (
+                    "train-step",
+                    "        loss = vt.vae_loss(x, logits, mu, log_var)\n    gradients",
+                    "    loss = vt.vae_loss(x, logits, mu, log_var)\n    gradients",
+                )
+            ]
+        },
+        {"04_training_step": {"test-train-step"}},
+    ),
+    # the epoch's last batch loss reported for the whole epoch
+    "epoch_loss_is_the_last_batch": Mistake(
+        {
+            "04_training_step": [
+                ("train-epoch", "return float(np.mean(losses))", "return float(losses[-1])")
+            ]
+        },
+        {"04_training_step": {"test-train-epoch"}},
+    ),
     # an endless loop in one part
     "endless_loop": Mistake(
         {
