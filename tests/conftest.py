@@ -9,6 +9,10 @@ they are skipped.
 import os
 from pathlib import Path
 
+import vae_tutorial  # noqa: F401  first: it starts TensorFlow without its start-up notices
+
+# isort: split
+
 import keras
 import pytest
 
