@@ -30,6 +30,8 @@ LAUNCH_JSON = ROOT / "binder" / "launch.json"
 FILES = ("README.md", "CONTRIBUTING.md")
 FOLDERS = ("notebooks", "assignments", "binder", "docs")
 SUFFIXES = {".md", ".ipynb", ".txt", ".json", ".html", ".yml", ".yaml", ""}  # "": postBuild
+# What `make site` builds into docs/ (git-ignored): copies, not sources.
+BUILT = ("docs/_build", "docs/notebooks", "docs/jupyter_execute")
 
 BINDER_BADGE = "https://mybinder.org/badge_logo.svg"
 COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
@@ -95,7 +97,10 @@ def files(root: Path = ROOT) -> list[Path]:
         found += sorted(
             p
             for p in (root / folder).rglob("*")
-            if p.is_file() and p.suffix in SUFFIXES and ".ipynb_checkpoints" not in p.parts
+            if p.is_file()
+            and p.suffix in SUFFIXES
+            and ".ipynb_checkpoints" not in p.parts
+            and not any(p.relative_to(root).as_posix().startswith(f"{b}/") for b in BUILT)
         )
     return [p for p in found if p.exists() and links(p)]
 
