@@ -1,6 +1,7 @@
 """The importance-weighted bound on a linear-Gaussian model whose log p(x) scipy computes
 (probabilistic PCA: linear_gaussian.py)."""
 
+import keras
 import numpy as np
 import pytest
 from linear_gaussian import RNG, LinearGaussian, X, analytic_elbo, exact_log_px
@@ -51,3 +52,14 @@ def test_bad_k_is_refused(k, error):
     # the package's policy: a wrong type raises TypeError, a wrong value ValueError
     with pytest.raises(error, match="k must be an int.*number of importance samples"):
         iwae_bound(LinearGaussian(), X, k)
+
+
+def test_a_seed_repeats_the_bound_after_the_global_seed_is_set_and_draws_anew_after():
+    keras.utils.set_random_seed(0)
+    model = VAE(latent_dim=2, intermediate_dim=16)
+    x = RNG.integers(0, 2, size=(3, 784)).astype("float32")
+    keras.utils.set_random_seed(0)
+    first, second = (iwae_bound(model, x, k=5, seed=1).numpy() for _ in range(2))
+    keras.utils.set_random_seed(0)
+    np.testing.assert_array_equal(iwae_bound(model, x, k=5, seed=1).numpy(), first)
+    assert not np.array_equal(first, second)

@@ -59,6 +59,8 @@ def iwae_bound(model: keras.Model, x: Batch, k: int, seed: int | None = None) ->
     log p(x) >= L_k = E[ log (1/k) sum_s p(x, z_s) / q(z_s | x) ],  z_s ~ q(z | x).
     L_1 is the ELBO; L_k rises with k toward log p(x) (Burda et al., 2015). Samples are
     drawn in chunks so that k = 5000 on a 784-pixel model needs a few hundred MB at most.
+    ``seed`` is ``tf.random.normal``'s op seed: after ``keras.utils.set_random_seed`` a fresh
+    process repeats the numbers, while a second call in the same process draws new ones.
     ``model`` needs ``encode(x) -> (mu, log_var)`` and ``log_likelihood(x, z)``; p(z) is its
     ``prior`` (notebook 13_priors_and_hierarchy), N(0, I) if it has none. For a conditional
     model ``x`` is ``(images, labels)`` and the bound is on log p(x | y) (notebook
