@@ -14,17 +14,9 @@ from helpers import TEST, TRAIN, one_cli_error_line, run_cli, run_cli_here
 
 from vae_tutorial import ModelConfig, TrainingConfig, fit
 from vae_tutorial.batching import held_out_batches
+from vae_tutorial.quantizer import VectorQuantizer, codebook_loss, commitment_loss, nearest_codes
 from vae_tutorial.step import prepare_for_training
-from vae_tutorial.vqvae import (
-    VQVAE,
-    VectorQuantizer,
-    codebook_loss,
-    codebook_usage,
-    commitment_loss,
-    evaluate_vq_elbo,
-    nearest_codes,
-    vq_step_terms,
-)
+from vae_tutorial.vqvae import VQVAE, codebook_usage, evaluate_vq_elbo, vq_step_terms
 
 
 def quantizer(num_codes, code_dim, codebook=None, **kwargs):

@@ -44,17 +44,14 @@ from vae_tutorial.losses import (  # noqa: E402
 from vae_tutorial.models import VAE, Decoder, Encoder  # noqa: E402
 from vae_tutorial.convolutional import ConvDecoder, ConvEncoder, ConvVAE  # noqa: E402
 from vae_tutorial.conditional import ConditionalVAE  # noqa: E402
-from vae_tutorial.vqvae import (  # noqa: E402
-    VQVAE,
+from vae_tutorial.quantizer import (  # noqa: E402
     VectorQuantizer,
     codebook_loss,
-    codebook_usage,
     commitment_loss,
-    evaluate_vq_elbo,
     nearest_codes,
     straight_through,
-    vq_step_terms,
 )
+from vae_tutorial.vqvae import VQVAE, codebook_usage, evaluate_vq_elbo, vq_step_terms  # noqa: E402
 from vae_tutorial.pixelcnn import (  # noqa: E402
     MaskedConv2D,
     PixelCNNPrior,

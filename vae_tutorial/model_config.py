@@ -18,8 +18,9 @@ from vae_tutorial.hierarchical import HierarchicalVAE
 from vae_tutorial.likelihoods import get_likelihood
 from vae_tutorial.models import VAE
 from vae_tutorial.priors import check_prior_config
+from vae_tutorial.quantizer import VectorQuantizer
 from vae_tutorial.validation import check_choice, check_hidden_sizes, check_int
-from vae_tutorial.vqvae import VQVAE, VectorQuantizer
+from vae_tutorial.vqvae import VQVAE
 
 MODEL_CLASSES: dict[str, type[keras.Model]] = {
     "mlp": VAE,

@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from vae_tutorial.quantizer import check_codes
 from vae_tutorial.types_ import Seed, TensorLike
 from vae_tutorial.validation import check_choice, check_int
-from vae_tutorial.vqvae import check_codes
 
 MASK_TYPES = ("A", "B")
 
