@@ -18,6 +18,19 @@ from vae_tutorial import VAE, cli
 REPO = Path(__file__).resolve().parents[1]
 
 
+# The keys of one epoch's record in fit's history (and the CLI's metrics.json), in order.
+EPOCH_KEYS = [
+    "epoch",
+    "train_loss",
+    "reconstruction",
+    "kl",
+    "beta",
+    "test_elbo",
+    "seconds",
+    "images_per_second",
+]
+
+
 def images(n, seed=0):
     """Blobby uint8 images: random, but with enough structure to learn something."""
     rng = np.random.default_rng(seed)

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import one_cli_error_line, run_cli, run_cli_here, start_cli
+from helpers import EPOCH_KEYS, one_cli_error_line, run_cli, run_cli_here, start_cli
 
 import vae_tutorial as vt
 from vae_tutorial import cli
@@ -33,16 +33,6 @@ TINY = [
     "--limit-test",
     "200",
 ]
-EPOCH_KEYS = {
-    "epoch",
-    "train_loss",
-    "reconstruction",
-    "kl",
-    "beta",
-    "test_elbo",
-    "seconds",
-    "images_per_second",
-}
 # TensorFlow's own start-up lines on stderr (absl / glog format), not the CLI's.
 TF_NOISE = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} )")
 
@@ -114,7 +104,7 @@ def test_train_writes_metrics_config_checkpoint_and_figures(trained_run):
     assert vt.TrainingConfig(**config["training"]).epochs == 1
     assert config["data"]["dataset"] == "mnist" and config["run"]["out"] == str(out)
     [epoch] = metrics["epochs"]
-    assert EPOCH_KEYS <= set(epoch) and epoch["epoch"] == 1
+    assert set(EPOCH_KEYS) <= set(epoch) and epoch["epoch"] == 1
     assert metrics["test_elbo"] == epoch["test_elbo"] < 0
     assert epoch["images_per_second"] > 0
     for name in ("loss_curves", "reconstructions", "samples", "latent_scatter", "manifold"):

@@ -15,7 +15,6 @@ from helpers import one_cli_error_line, run_cli, run_cli_here, small_vae
 from linear_gaussian import LATENT, TrainableLinearGaussian, X, exact_log_px, numpy_bound
 
 import vae_tutorial as vt
-from vae_tutorial import cli
 from vae_tutorial.iwae import iwae_terms
 from vae_tutorial.objectives import step_terms_for
 from vae_tutorial.step import train_step_terms
@@ -369,19 +368,16 @@ def test_cli_refuses_bad_combinations_in_one_line(flags, match, capsys, monkeypa
 
 @pytest.mark.slow
 def test_a_config_json_from_before_iwae_still_resumes(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
     out = tmp_path / "old"
     args = ["train", "--epochs", "1", "--intermediate-dim", "32", "--limit-train", "128",
-            "--limit-test", "64", "--no-figures", "--out", str(out)]  # fmt: skip
-    assert cli.main(args) == 0
+            "--limit-test", "64", "--no-figures", "--out", out]  # fmt: skip
+    assert run_cli_here(monkeypatch, capsys, *args).returncode == 0
     config = json.loads((out / "config.json").read_text())
     for key in ("objective", "k", "estimator"):  # what an older version wrote
         del config["training"][key]
     (out / "config.json").write_text(json.dumps(config))
-    capsys.readouterr()
     args[args.index("--epochs") + 1] = "2"
-    assert cli.main(args) == 0
-    printed = capsys.readouterr().out
-    assert "Resumed from" in printed and "changed settings" not in printed
+    resumed = run_cli_here(monkeypatch, capsys, *args)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Resumed from" in resumed.stdout and "changed settings" not in resumed.stdout
     assert json.loads((out / "config.json").read_text())["training"]["objective"] == "elbo"

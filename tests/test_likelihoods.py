@@ -1,6 +1,7 @@
 """Decoder likelihoods against independent references (scipy, numerical integration, closed
 forms), dequantized batches, bits per dimension, and the models, fit and the CLI using them."""
 
+import functools
 import json
 import math
 
@@ -8,10 +9,10 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import run_cli_here
 from scipy import integrate, special, stats
 
 import vae_tutorial as vt
-from vae_tutorial import cli
 from vae_tutorial.likelihoods import (
     LEVELS,
     LIKELIHOODS,
@@ -326,25 +327,28 @@ def test_unknown_likelihood_and_options_are_clear_errors():
 
 @pytest.mark.slow
 def test_cli_trains_and_evaluates_with_a_likelihood(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("VAE_TUTORIAL_OFFLINE", "1")
-    monkeypatch.delenv("VAE_TUTORIAL_DATA_DIR", raising=False)
     out = tmp_path / "run"
     tiny = ["--epochs", "1", "--intermediate-dim", "16", "--batch-size", "100", "--limit-train",
-            "300", "--limit-test", "100", "--no-figures", "--out", str(out)]  # fmt: skip
-    assert cli.main(["train", *tiny, "--likelihood", "gaussian"]) == 2  # binarize dynamic
-    error = capsys.readouterr().err
-    assert "Use --binarize='dequantize' (on the command line: --binarize dequantize)" in error
+            "300", "--limit-test", "100", "--no-figures", "--out", out]  # fmt: skip
+    run = functools.partial(run_cli_here, monkeypatch, capsys)
+    refused = run("train", *tiny, "--likelihood", "gaussian")  # binarize dynamic
+    assert refused.returncode == 2
+    assert "Use --binarize='dequantize' (on the command line: --binarize dequantize)" in (
+        refused.stderr
+    )
     assert not (out / "config.json").exists()
-    assert cli.main(["train", *tiny, "--likelihood", "gaussian", "--binarize", "dequantize"]) == 0
+    trained = run("train", *tiny, "--likelihood", "gaussian", "--binarize", "dequantize")
+    assert trained.returncode == 0, trained.stdout + trained.stderr
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["likelihood"] == "gaussian"
-    assert cli.main(["evaluate", "--out", str(out), "--k", "4", "--max-images", "50"]) == 0
+    evaluated = run("evaluate", "--out", out, "--k", "4", "--max-images", "50")
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert np.isfinite(metrics["iwae"]["log_likelihood"])
     # another likelihood is another model: the run directory refuses it
-    assert cli.main(["train", *tiny, "--likelihood", "continuous_bernoulli",
-                     "--binarize", "dequantize"]) == 1  # fmt: skip
-    assert "likelihood 'gaussian' -> 'continuous_bernoulli'" in capsys.readouterr().err
+    other = run("train", *tiny, "--likelihood", "continuous_bernoulli", "--binarize", "dequantize")
+    assert other.returncode == 1
+    assert "likelihood 'gaussian' -> 'continuous_bernoulli'" in other.stderr
 
 
 @pytest.mark.parametrize(
