@@ -311,11 +311,9 @@ def test_iwae_training_terms_with_a_learned_prior_are_scipys(estimator):
     # log q(z_s | x) - log p(z_s) over the k draws, every density from scipy.
     keras.utils.set_random_seed(4)
     model = vt.VAE(2, 16, prior={"name": "mog", "num_components": 2})
-    weights, means, log_vars = (
-        np.array([0.3, 0.7]),
-        np.array([[2.0, -1.0], [-1.5, 0.5]]),
-        (np.array([[0.4, -0.2], [-0.5, 0.1]])),
-    )
+    weights = np.array([0.3, 0.7])
+    means = np.array([[2.0, -1.0], [-1.5, 0.5]])
+    log_vars = np.array([[0.4, -0.2], [-0.5, 0.1]])
     set_mixture(model.prior, means, log_vars, np.log(weights))
     k, x = 3, vt.binarize_images(TEST[:4], "static").numpy().reshape(4, 784)
     eps = RNG.normal(size=(k, 4, 2)).astype("float32")

@@ -251,11 +251,6 @@ def plot_reconstructions(model: keras.Model, images: np.ndarray, n: int = 10) ->
     return fig
 
 
-# How plot_samples' title names a prior, by its spec name (vae_tutorial.priors).
-_PRIOR_NAMES = {"normal": "the prior z ~ N(0, I)", "vamp": "the learned VampPrior",
-                "mog": "the learned prior (a mixture of Gaussians)"}  # fmt: skip
-
-
 def plot_samples(model: keras.Model, n: int = 64) -> Figure:
     """``n`` new images decoded from z drawn from the model's prior (``model.sample``), as one
     square-ish mosaic (one axes).
@@ -269,10 +264,8 @@ def plot_samples(model: keras.Model, n: int = 64) -> Figure:
     fig = _new_figure(figsize=(6, 6 * (-(-n // cols)) / cols + 0.4))
     ax = fig.subplots()
     _show(ax, _tile(pictures, cols))
-    prior = getattr(getattr(model, "prior", None), "spec_name", "")
-    ax.set_title(
-        f"{n} samples from {_PRIOR_NAMES.get(prior, 'the prior p(z)')} (pixel probabilities)"
-    )
+    prior = getattr(getattr(model, "prior", None), "description", "the prior p(z)")
+    ax.set_title(f"{n} samples from {prior} (pixel probabilities)")
     return fig
 
 

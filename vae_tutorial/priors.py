@@ -37,6 +37,7 @@ class StandardNormalPrior(keras.layers.Layer):
     """
 
     spec_name = "normal"
+    description = "the prior z ~ N(0, I)"  # how a figure names it
 
     def __init__(self, latent_dim: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -105,6 +106,7 @@ class MixturePrior(GaussianMixturePrior):
     """
 
     spec_name = "mog"
+    description = "the learned prior (a mixture of Gaussians)"
 
     def __init__(
         self, latent_dim: int, num_components: int = NUM_COMPONENTS, **kwargs: Any
@@ -140,6 +142,7 @@ class VampPrior(GaussianMixturePrior):
     """
 
     spec_name = "vamp"
+    description = "the learned VampPrior"
 
     def __init__(
         self,
